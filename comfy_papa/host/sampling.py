@@ -1,0 +1,74 @@
+"""Candidate sampling through the host's own KSampler (every sampler and scheduler works)."""
+
+from __future__ import annotations
+
+import comfy.model_management
+import comfy.sample
+import comfy.utils
+import latent_preview
+import torch
+
+from ..feedback import Candidates
+from .models import model_fingerprint
+
+
+def candidate_noise(latent: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    """One noise tensor per candidate, each drawn from its own seed (so any one can be remade)."""
+    return torch.cat([comfy.sample.prepare_noise(latent[:1], s) for s in seeds], dim=0)
+
+
+def sample_candidates(
+    model,
+    positive,
+    negative,
+    latent: dict,
+    count: int,
+    seed: int,
+    steps: int,
+    cfg: float,
+    sampler_name: str,
+    scheduler: str,
+    round_tag: str = "",
+) -> tuple[dict, Candidates]:
+    """Sample `count` candidates in one batch; candidate i uses seed + i."""
+    base = latent["samples"][:1]
+    base = comfy.sample.fix_empty_latent_channels(model, base)
+    latents_in = base.repeat(count, *([1] * (base.ndim - 1)))
+    seeds = [seed + i for i in range(count)]
+    noise = candidate_noise(latents_in, seeds)
+    callback = latent_preview.prepare_callback(model, steps)
+    samples = comfy.sample.sample(
+        model,
+        noise,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+        positive,
+        negative,
+        latents_in,
+        callback=callback,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seed,
+    )
+    samples = samples.to(comfy.model_management.intermediate_device())
+    fingerprint = model_fingerprint(model)
+    ids = [f"{round_tag}{fingerprint[:6]}-{s}" for s in seeds]
+    h, w = samples.shape[-2:]
+    settings = {
+        "steps": steps,
+        "cfg": cfg,
+        "sampler": sampler_name,
+        "scheduler": scheduler,
+        "latent_height": int(h),
+        "latent_width": int(w),
+    }
+    cands = Candidates(
+        latents=samples.detach().clone(),
+        ids=ids,
+        seeds=seeds,
+        settings=settings,
+        model_fingerprint=fingerprint,
+        positive=positive,
+    )
+    return {"samples": samples}, cands

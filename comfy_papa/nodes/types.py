@@ -1,0 +1,9 @@
+"""The pack's socket types, declared once."""
+
+from comfy_api.latest import io
+
+Candidates = io.Custom("PAPA_CANDIDATES")
+Feedback = io.Custom("PAPA_FEEDBACK")
+Profile = io.Custom("PAPA_PROFILE")
+
+CATEGORY = "PAPA"

@@ -1,0 +1,1 @@
+"""Test harness: a real ComfyUI server, graph helpers, tiny models and a real browser."""
