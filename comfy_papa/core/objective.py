@@ -1,0 +1,185 @@
+"""The PAPA objective, estimated by Monte Carlo over timesteps, with bounded dislikes.
+
+Reference objective per candidate x0 with label y (PAPA, Sarkar et al. 2026):
+
+    L = c_pref * y * sum_t w_t ||x0 - x0_theta(x_t, t)||^2
+      + c_sim * [y > 0] * SNR_t ||x0_theta(x_t, t) - x0_base(x_t, t)||^2
+
+with w_t the x0-space ELBO weights of `schedule.elbo_weights`. We estimate the sum with a few
+importance-sampled timesteps per sample, average the similarity ("QPDE") term over the same
+timesteps, and cap the dislike term (see `bounded_dislike`).
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .schedule import (
+    ModelKind,
+    elbo_weights,
+    gaussian_denoise_error,
+    sample_timesteps,
+    snr,
+    timestep_proposal,
+)
+
+
+@dataclass(frozen=True)
+class PapaConfig:
+    """Hyper-parameters of the PAPA loss; c_pref and c_sim are the reference's values."""
+
+    c_pref: float = 0.1
+    c_sim: float = 0.009
+    dislike_weight: float = 0.5
+    dislike_cap: float = 1.5
+    timesteps_per_sample: int = 4
+    cut: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("c_pref", "c_sim", "dislike_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.dislike_cap <= 0:
+            raise ValueError(
+                f"dislike_cap must be > 0 (multiple of the base model's error), got "
+                f"{self.dislike_cap}; 1.5 is a stable default."
+            )
+        if self.timesteps_per_sample < 1:
+            raise ValueError(f"timesteps_per_sample must be >= 1, got {self.timesteps_per_sample}.")
+        if not 0.0 <= self.cut < 1.0:
+            raise ValueError(f"cut must be in [0, 1) (0 = PAPA, 0.4 = EPAPA), got {self.cut}.")
+
+
+def noise_x(x0: Tensor, noise: Tensor, sigma: Tensor, kind: ModelKind) -> Tensor:
+    """Forward noising: x = x0 + sigma eps (eps, v) or x = sigma eps + (1 - sigma) x0 (flow).
+
+    `sigma` has one entry per batch element.
+    """
+    s = sigma.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
+    if kind in ("eps", "v"):
+        return x0 + s * noise
+    if kind == "flow":
+        return s * noise + (1 - s) * x0
+    raise ValueError(f"unknown model kind {kind!r}; expected 'eps', 'v' or 'flow'.")
+
+
+def denoise_error(x0_pred: Tensor, x0: Tensor) -> Tensor:
+    """Per-sample x0-space denoising error mean((x0_pred - x0)^2) over non-batch dims."""
+    return (x0_pred - x0).square().flatten(1).mean(dim=1)
+
+
+def bounded_dislike(err: Tensor, err_base: Tensor, cap: float) -> Tensor:
+    """Capped dislike error min(err, cap * sg(err_base)), sg = stop-gradient.
+
+    The reference does unbounded gradient ascent on the denoising loss of disliked samples, which
+    diverges (a prototype collapsed to 1% preferred samples). Capping at `cap` times the frozen base
+    model's error on the same noised input stops the push once the model is already `cap` times
+    worse than the base there: beyond the cap the gradient is zero and -min(...) is bounded below.
+    """
+    return torch.minimum(err, cap * err_base.detach())
+
+
+def papa_loss(
+    x0_pred: Tensor,
+    x0_base: Tensor,
+    x0: Tensor,
+    snr_t: Tensor,
+    coef: Tensor,
+    labels: Tensor,
+    cfg: PapaConfig,
+) -> tuple[Tensor, dict[str, float]]:
+    """Monte-Carlo PAPA loss over (sample, timestep) pairs, averaged over samples.
+
+    Inputs are flat over pairs, grouped as M = cfg.timesteps_per_sample consecutive pairs per
+    sample (the layout of `mc_timestep_batch`). Per pair with label y, e = ||x0 - x0_pred||^2 and
+    e_base = ||x0 - x0_base||^2:
+
+        c_pref * (max(y, 0) coef e - max(-y, 0) dislike_weight coef min(e, cap e_base))
+      + c_sim * [y > 0] * SNR_t ||x0_pred - x0_base||^2 / M
+
+    coef = w_t / (M q_t) makes the sum over a sample's pairs an unbiased estimate of the full
+    sum over t of the ELBO-weighted term; the similarity (QPDE) term is its mean over the same
+    timesteps (eps-space, via SNR_t). The total is divided by the number of samples, not pairs, so
+    the loss scale does not depend on M. Labels of 0 (skip) contribute nothing.
+    """
+    m = cfg.timesteps_per_sample
+    if len(labels) % m:
+        raise ValueError(
+            f"got {len(labels)} pairs, not a multiple of timesteps_per_sample={m}; build the batch "
+            "with mc_timestep_batch using the same PapaConfig."
+        )
+    n_samples = len(labels) // m
+    err = denoise_error(x0_pred, x0)
+    err_base = denoise_error(x0_base, x0)
+    like = labels.clamp(min=0)
+    dislike = (-labels).clamp(min=0)
+    like_loss = cfg.c_pref * (like * coef * err).sum() / n_samples
+    dislike_loss = (
+        -cfg.c_pref
+        * cfg.dislike_weight
+        * (dislike * coef * bounded_dislike(err, err_base, cfg.dislike_cap)).sum()
+        / n_samples
+    )
+    similarity = denoise_error(x0_pred, x0_base.detach()) * snr_t
+    sim_loss = cfg.c_sim * ((labels > 0) * similarity).sum() / m / n_samples
+    loss = like_loss + dislike_loss + sim_loss
+    stats = {
+        "loss": loss.item(),
+        "like_loss": like_loss.item(),
+        "dislike_loss": dislike_loss.item(),
+        "sim_loss": sim_loss.item(),
+        "n_like": int((labels > 0).sum()) // m,
+        "n_dislike": int((labels < 0).sum()) // m,
+    }
+    return loss, stats
+
+
+def mc_timestep_batch(
+    x0: Tensor,
+    cond: Mapping[str, Tensor] | None,
+    labels: Tensor,
+    sigmas: Tensor,
+    kind: ModelKind,
+    cfg: PapaConfig,
+    generator: torch.Generator,
+) -> dict:
+    """Expand B samples into B * M (sample, timestep) pairs for `papa_loss`.
+
+    Each sample gets M = cfg.timesteps_per_sample independent timesteps t ~ q on t >= cut, with
+    q_t proportional to w_t / (1 + SNR_t): the ELBO weight times the error scale of an ideal
+    denoiser (`gaussian_denoise_error`). q proportional to w_t alone would put nearly all draws at
+    the cleanest timesteps (w_t ~ SNR_t there) and almost never visit the noisy ones, where
+    content is decided. Random draws (timesteps, then noise) use `generator`, on its device.
+
+    Returns x0, cond, labels repeated per pair, and per pair: sigma, idx (timestep), coef
+    (Monte-Carlo coefficient), snr, noise (standard normal, shaped like x0) and source (index of
+    the sample in the input batch). The host noises x0 with its own noise scaling.
+    """
+    device = generator.device
+    m = cfg.timesteps_per_sample
+    sig = sigmas.to(device)
+    weights = elbo_weights(sig, kind)
+    snr_all = snr(sig.double(), kind)
+    q = timestep_proposal(weights * gaussian_denoise_error(snr_all).to(weights.dtype), cfg.cut)
+    draws = [sample_timesteps(q, m, generator, weights) for _ in range(len(x0))]
+    idx = torch.cat([d[0] for d in draws])
+    coef = torch.cat([d[1] for d in draws])
+    source = torch.arange(len(x0), device=device).repeat_interleave(m)
+    x0_rep = x0.repeat_interleave(m, dim=0)
+    noise = torch.randn(x0_rep.shape, generator=generator, device=device, dtype=x0.dtype)
+    target = x0.device
+    return {
+        "x0": x0_rep,
+        "cond": None
+        if cond is None
+        else {k: v.repeat_interleave(m, dim=0) for k, v in cond.items()},
+        "labels": labels.repeat_interleave(m).to(x0.dtype),
+        "sigma": sig[idx].to(target),
+        "idx": idx.to(target),
+        "coef": coef.to(target, x0.dtype),
+        "snr": snr_all[idx].to(target, x0.dtype),
+        "noise": noise.to(target),
+        "source": source.to(target),
+    }
