@@ -1,0 +1,1 @@
+"""Named taste profiles on disk: adapter, optimizer state, replay buffer, history, manifest."""

@@ -1,0 +1,390 @@
+"""A taste profile on disk, with one committed version per training round.
+
+Layout of `<root>/<name>/`:
+- `manifest.json`: the commit point (name, current round, base-model fingerprint, settings,
+  label counts). Rewritten atomically after a round's files are complete.
+- `history.jsonl`: every label, appended and fsynced the moment it arrives (one JSON per line).
+- `pending/<request_id>.safetensors`: labelled candidates not yet trained on (latents, labels,
+  conditioning), written when the labels arrive so that a crash during training loses nothing.
+- `rounds/rNNNN/`: adapter, optimizer and replay-buffer safetensors of round N plus `round.json`
+  with their sha256 checksums. Rolled-back rounds move to `archive/`; nothing is deleted.
+
+Only safetensors and JSON are ever read from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..core.replay import ReplayBuffer
+from .atomic import TMP_PREFIX, append_line_durable, atomic_write, atomic_write_json, fsync_dir
+from .names import ProfileError, validate_profile_name, validate_token
+
+FORMAT = "comfy-papa-profile/1"
+ROUND_FILES = ("adapter", "optimizer", "replay", "conds")
+
+
+@dataclass
+class RoundState:
+    """Everything training needs to continue from a committed round."""
+
+    round: int
+    adapter: dict[str, torch.Tensor] = field(default_factory=dict)
+    adapter_meta: dict[str, str] = field(default_factory=dict)
+    optimizer: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer_meta: dict[str, str] = field(default_factory=dict)
+    replay: ReplayBuffer = field(default_factory=ReplayBuffer)
+    conds: dict[str, torch.Tensor] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class PendingFeedback:
+    request_id: str
+    round: int
+    ids: list[str]
+    labels: torch.Tensor
+    latents: torch.Tensor
+    cond: dict[str, torch.Tensor]
+    meta: dict
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return load_file(str(path)), meta
+
+
+class Profile:
+    """One named profile folder. Open with `Profile.open(root, name)`."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.name = validate_profile_name(name)
+        self.root = Path(root)
+        self.dir = self.root / self.name
+        self.manifest: dict = {}
+
+    # ---- opening -------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, name: str, create: bool = True) -> Profile:
+        p = cls(root, name)
+        manifest = p.dir / "manifest.json"
+        if not manifest.exists():
+            if not create:
+                raise ProfileError(f"Profile {name!r} does not exist in {p.root}.")
+            p.dir.mkdir(parents=True, exist_ok=True)
+            p.manifest = {
+                "format": FORMAT,
+                "name": name,
+                "round": 0,
+                "base_fingerprint": None,
+                "created": time.time(),
+                "updated": time.time(),
+                "settings": {},
+                "rounds": [],
+            }
+            atomic_write_json(manifest, p.manifest)
+        p.manifest = p._read_manifest()
+        p._recover()
+        return p
+
+    def _read_manifest(self) -> dict:
+        path = self.dir / "manifest.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ProfileError(
+                f"Profile {self.name!r}: {path} is unreadable or corrupted ({e}). Nothing was "
+                f"changed. The last complete round on disk is {self._last_round_on_disk()}; "
+                "restore manifest.json from a backup, or move the profile folder away and create "
+                "it again."
+            ) from e
+        if not isinstance(data, dict) or data.get("format") != FORMAT or "round" not in data:
+            raise ProfileError(
+                f"Profile {self.name!r}: {path} is not a comfy-papa manifest ({FORMAT}). "
+                "Nothing was changed."
+            )
+        return data
+
+    def _last_round_on_disk(self) -> int:
+        rounds = [int(d.name[1:]) for d in self._rounds_dir().glob("r[0-9]*") if d.is_dir()]
+        return max(rounds, default=0)
+
+    def _rounds_dir(self) -> Path:
+        return self.dir / "rounds"
+
+    def _recover(self) -> None:
+        """Clean what a crash can leave: temp files, uncommitted rounds, consumed pending files,
+        and a torn last history line (never acknowledged, since acknowledgement follows fsync)."""
+        for tmp in list(self.dir.rglob(f"{TMP_PREFIX}*")):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        current = self.round
+        for d in self._rounds_dir().glob("r[0-9]*"):
+            if d.is_dir() and int(d.name[1:]) > current:
+                shutil.rmtree(d)
+        consumed = set(self.manifest.get("consumed_requests", []))
+        for f in self._pending_dir().glob("*.safetensors"):
+            if f.stem in consumed:
+                f.unlink()
+        hist = self.dir / "history.jsonl"
+        if hist.exists():
+            data = hist.read_bytes()
+            if data and not data.endswith(b"\n"):
+                keep = data[: data.rfind(b"\n") + 1]
+                atomic_write(hist, lambda tmp: tmp.write_bytes(keep))
+
+    # ---- identity ------------------------------------------------------------------------
+    @property
+    def round(self) -> int:
+        return int(self.manifest["round"])
+
+    @property
+    def version(self) -> str:
+        """Changes whenever a round is committed, rolled back or reset (node cache key)."""
+        return f"{self.name}:{self.round}:{self.manifest.get('updated', 0)}"
+
+    def check_base(self, fingerprint: str) -> None:
+        expected = self.manifest.get("base_fingerprint")
+        if expected and expected != fingerprint:
+            raise ProfileError(
+                f"Profile {self.name!r} was trained on another base model (fingerprint "
+                f"{expected}, this MODEL is {fingerprint}). Connect the checkpoint it was made "
+                "with, or use a new profile name for this model."
+            )
+
+    # ---- feedback ------------------------------------------------------------------------
+    def _pending_dir(self) -> Path:
+        return self.dir / "pending"
+
+    def record_feedback(
+        self,
+        request_id: str,
+        round_: int,
+        ids: list[str],
+        labels: list[float],
+        latents: torch.Tensor,
+        cond: dict[str, torch.Tensor] | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        """Persist one round's labels: the tensors to pending/, then one history line per label.
+
+        When this returns, the labels survive a crash; the next fine-tune trains on them.
+        """
+        validate_token(request_id)
+        if len(ids) != len(labels) or latents.shape[0] != len(ids):
+            raise ProfileError(
+                f"Feedback has {len(ids)} ids, {len(labels)} labels and {latents.shape[0]} "
+                "latents; give exactly one label per candidate."
+            )
+        if (
+            request_id in self.manifest.get("consumed_requests", [])
+            or (self._pending_dir() / f"{request_id}.safetensors").exists()
+        ):
+            raise ProfileError(f"Feedback for request {request_id} was already recorded.")
+        self._pending_dir().mkdir(exist_ok=True)
+        tensors = {"latents": latents, "labels": torch.tensor(labels, dtype=torch.float32)}
+        tensors.update({f"cond.{k}": v for k, v in (cond or {}).items()})
+        meta = {"request_id": request_id, "round": str(round_), "ids": json.dumps(ids)}
+        meta["extra"] = json.dumps(extra or {})
+        _save_tensors(self._pending_dir() / f"{request_id}.safetensors", tensors, meta)
+        now = time.time()
+        for cid, lab in zip(ids, labels, strict=True):
+            line = {"ts": now, "request_id": request_id, "round": round_, "candidate": cid}
+            line["label"] = float(lab)
+            append_line_durable(self.dir / "history.jsonl", json.dumps(line))
+
+    def pending(self) -> list[PendingFeedback]:
+        out = []
+        for f in sorted(self._pending_dir().glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
+            try:
+                tensors, meta = _load_tensors(f)
+                ids = json.loads(meta["ids"])
+            except (SafetensorError, OSError, KeyError, ValueError) as e:
+                raise ProfileError(
+                    f"Profile {self.name!r}: pending feedback file {f} is corrupted ({e}). "
+                    "Nothing was changed; move the file away to continue without it."
+                ) from e
+            cond = {k[5:]: v for k, v in tensors.items() if k.startswith("cond.")}
+            out.append(
+                PendingFeedback(
+                    meta["request_id"],
+                    int(meta["round"]),
+                    ids,
+                    tensors["labels"],
+                    tensors["latents"],
+                    cond,
+                    json.loads(meta.get("extra", "{}")),
+                )
+            )
+        return out
+
+    def history(self) -> list[dict]:
+        path = self.dir / "history.jsonl"
+        if not path.exists():
+            return []
+        rows = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise ProfileError(
+                    f"Profile {self.name!r}: {path} line {i} is corrupted ({e}). Nothing was "
+                    "changed; repair or remove that line."
+                ) from e
+        return rows
+
+    # ---- rounds --------------------------------------------------------------------------
+    def round_dir(self, r: int) -> Path:
+        return self._rounds_dir() / f"r{r:04d}"
+
+    def load_round(self, r: int | None = None) -> RoundState:
+        """The committed state of round r (default: current); round 0 is the empty start."""
+        r = self.round if r is None else r
+        if r == 0:
+            return RoundState(0)
+        d = self.round_dir(r)
+        try:
+            info = json.loads((d / "round.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ProfileError(
+                f"Profile {self.name!r}: {d / 'round.json'} is missing or corrupted ({e}). "
+                f"Nothing was changed; roll back to round {r - 1} with the PAPA Profile node."
+            ) from e
+        loaded = {}
+        for kind in ROUND_FILES:
+            path = d / f"{kind}.safetensors"
+            try:
+                if _sha256(path) != info["sha256"][kind]:
+                    raise ValueError("checksum mismatch")
+                loaded[kind] = _load_tensors(path)
+            except (OSError, ValueError, KeyError, SafetensorError) as e:
+                raise ProfileError(
+                    f"Profile {self.name!r}: {path} is corrupted ({e}). Nothing was changed; "
+                    f"roll back to round {r - 1} with the PAPA Profile node's rollback option."
+                ) from e
+        replay = ReplayBuffer.from_safetensors(*loaded["replay"])
+        return RoundState(
+            r,
+            adapter=loaded["adapter"][0],
+            adapter_meta=loaded["adapter"][1],
+            optimizer=loaded["optimizer"][0],
+            optimizer_meta=loaded["optimizer"][1],
+            replay=replay,
+            conds=loaded["conds"][0],
+            info=info,
+        )
+
+    def commit_round(
+        self,
+        state: RoundState,
+        base_fingerprint: str,
+        settings: dict,
+        consumed_requests: list[str],
+        stats: dict | None = None,
+    ) -> None:
+        """Write round `state.round` (= current + 1) completely, then move the manifest to it."""
+        r = state.round
+        if r != self.round + 1:
+            raise ProfileError(
+                f"Profile {self.name!r} moved to round {self.round} while round {r} was being "
+                "trained (another run?). Queue the fine-tune again."
+            )
+        self.check_base(base_fingerprint)
+        self._rounds_dir().mkdir(exist_ok=True)
+        tmp = self._rounds_dir() / f"{TMP_PREFIX}r{r:04d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            replay_t, replay_meta = state.replay.to_safetensors()
+            parts = {
+                "adapter": (state.adapter, state.adapter_meta),
+                "optimizer": (state.optimizer, state.optimizer_meta),
+                "replay": (replay_t, replay_meta),
+                "conds": (state.conds, {}),
+            }
+            sums = {}
+            for kind, (tensors, meta) in parts.items():
+                path = tmp / f"{kind}.safetensors"
+                _save_tensors(path, tensors, {k: str(v) for k, v in meta.items()})
+                sums[kind] = _sha256(path)
+            info = {"round": r, "sha256": sums, "settings": settings, "stats": stats or {}}
+            atomic_write_json(tmp / "round.json", info)
+            final = self.round_dir(r)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_dir(self._rounds_dir())
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest = dict(self.manifest)
+        manifest["round"] = r
+        manifest["base_fingerprint"] = base_fingerprint
+        manifest["settings"] = settings
+        manifest["updated"] = time.time()
+        manifest["consumed_requests"] = sorted(
+            set(manifest.get("consumed_requests", [])) | set(consumed_requests)
+        )
+        manifest["label_counts"] = state.replay.label_counts()
+        manifest["rounds"] = [*manifest.get("rounds", []), {"round": r, "stats": stats or {}}]
+        atomic_write_json(self.dir / "manifest.json", manifest)
+        self.manifest = manifest
+        for rid in consumed_requests:
+            (self._pending_dir() / f"{rid}.safetensors").unlink(missing_ok=True)
+
+    def rollback(self, r: int) -> None:
+        """Make round r current; later rounds move to archive/ (nothing is deleted)."""
+        if not 0 <= r <= self.round:
+            raise ProfileError(
+                f"Profile {self.name!r} has rounds 0..{self.round}; cannot roll back to {r}."
+            )
+        if r == self.round:
+            return
+        if r > 0:
+            self.load_round(r)  # refuse to roll back onto a corrupted round
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        archive = self.dir / "archive" / f"rollback-{stamp}-from-r{self.round:04d}"
+        archive.mkdir(parents=True, exist_ok=True)
+        manifest = dict(self.manifest)
+        manifest["round"] = r
+        manifest["updated"] = time.time()
+        manifest["rounds"] = [x for x in manifest.get("rounds", []) if x["round"] <= r]
+        if r == 0:
+            manifest["base_fingerprint"] = None
+        atomic_write_json(self.dir / "manifest.json", manifest)
+        self.manifest = manifest
+        for d in sorted(self._rounds_dir().glob("r[0-9]*")):
+            if int(d.name[1:]) > r:
+                os.replace(d, archive / d.name)
+
+    def reset(self) -> None:
+        """Start again from the base model; every round is kept in archive/."""
+        self.rollback(0)
