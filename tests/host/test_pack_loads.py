@@ -2,7 +2,7 @@
 
 import requests
 
-PACK_NODES = {"PAPACandidateSampler"}
+PACK_NODES = {"PAPACandidateSampler", "PAPAPreferencePicker"}
 
 
 def test_every_node_is_in_object_info(comfy):

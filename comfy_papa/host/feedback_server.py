@@ -1,0 +1,311 @@
+"""Open picker requests and the HTTP routes that answer them.
+
+The picker node (worker thread) opens a request and waits on a `concurrent.futures.Future`; the
+routes (aiohttp, main thread) resolve it. Labels are written to the profile inside the POST handler,
+before the future resolves and before the 200 goes out: the 200 is the artist's receipt.
+
+Routes (also under /api): GET /papa/pending, POST /papa/feedback, POST /papa/cancel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import comfy.model_management
+import folder_paths
+import torch
+from aiohttp import web
+from PIL import Image
+from server import PromptServer
+
+from ..feedback import LABELS, Candidates
+from ..profile.names import ProfileError
+from .conditioning import conditioning_to_tensors
+from .profiles import open_profile
+
+MAX_BODY = 64 * 1024
+PREVIEW_SUBFOLDER = "papa_picker"
+_FINISHED_KEPT = 1000
+
+
+class PickerCancelled(Exception):
+    """The artist cancelled the request (panel Esc / Cancel, or POST /papa/cancel)."""
+
+
+@dataclass
+class Answer:
+    labels: list[float]
+    counts: dict[str, int]
+
+
+@dataclass
+class PendingRequest:
+    request_id: str
+    candidates: Candidates
+    payload: dict[str, Any]
+    profile: str | None
+    round: int | None
+    future: Future = field(default_factory=Future)
+    state: str = "open"  # open -> answering -> done (or open -> done on timeout/cancel/interrupt)
+
+
+_lock = threading.Lock()
+_open: dict[str, PendingRequest] = {}
+_finished: dict[str, str] = {}  # request_id -> why it closed, to explain a late answer
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def open_request(
+    request_id: str,
+    candidates: Candidates,
+    payload: dict[str, Any],
+    profile: str | None,
+    round_: int | None,
+) -> PendingRequest:
+    req = PendingRequest(request_id, candidates, payload, profile, round_)
+    with _lock:
+        _open[request_id] = req
+    return req
+
+
+def close_request(req: PendingRequest, reason: str) -> bool:
+    """Close an open request; False when an answer is being written (the caller then waits)."""
+    with _lock:
+        if req.state == "answering":
+            return False
+        req.state = "done"
+        _open.pop(req.request_id, None)
+        _finished[req.request_id] = reason
+        while len(_finished) > _FINISHED_KEPT:
+            _finished.pop(next(iter(_finished)))
+        return True
+
+
+def finish_request(req: PendingRequest, reason: str) -> None:
+    """Always called by the node when it stops waiting (answered or not)."""
+    with _lock:
+        req.state = "done"
+        _open.pop(req.request_id, None)
+        _finished[req.request_id] = reason
+    PromptServer.instance.send_sync(
+        "papa.request_done",
+        {"request_id": req.request_id, "reason": reason},
+        req.payload.get("client_id"),
+    )
+
+
+def wait_for_answer(req: PendingRequest, timeout_s: float) -> Answer | None:
+    """Block until answered (Answer), timed out (None), cancelled or interrupted (raise)."""
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+    while True:
+        try:
+            return req.future.result(timeout=0.25)
+        except FutureTimeout:
+            pass
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        if deadline is not None and time.monotonic() > deadline and close_request(req, "timeout"):
+            return None
+
+
+def save_previews(images: torch.Tensor, request_id: str) -> list[dict[str, str]]:
+    """Write each candidate as a PNG into ComfyUI's temp dir; /view serves it (type=temp)."""
+    folder = Path(folder_paths.get_temp_directory()) / PREVIEW_SUBFOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    refs = []
+    for i, img in enumerate(images):
+        arr = (img[..., :3].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        name = f"{request_id}_{i:02d}.png"
+        Image.fromarray(arr).save(folder / name, compress_level=1)
+        refs.append({"filename": name, "subfolder": PREVIEW_SUBFOLDER, "type": "temp"})
+    return refs
+
+
+def pending_requests(client_id: str | None = None) -> list[dict[str, Any]]:
+    with _lock:
+        reqs = [r for r in _open.values() if r.state == "open"]
+    return [r.payload for r in reqs if client_id is None or r.payload.get("client_id") == client_id]
+
+
+# ---- request bodies ------------------------------------------------------------------------
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def read_json_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body, read with a cap; BadRequest(400/413) says what was wrong."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise BadRequest(413, f"Body is {request.content_length} bytes; the limit is {MAX_BODY}.")
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise BadRequest(413, f"Body is larger than the limit of {MAX_BODY} bytes.")
+    try:
+        body = json.loads(b"".join(chunks).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadRequest(400, f"Body is not valid JSON ({e}).") from None
+    if not isinstance(body, dict):
+        raise BadRequest(400, 'Body must be a JSON object like {"request_id": "...", ...}.')
+    rid = body.get("request_id")
+    if not isinstance(rid, str) or not rid:
+        raise BadRequest(400, '"request_id" is missing or not a string.')
+    return body
+
+
+def parse_labels(raw: Any, ids: list[str]) -> list[float]:
+    """Labels as a list in candidate order, or a {candidate_id: label} map (missing ids: skip)."""
+    words = ", ".join(f'"{w}"' for w in LABELS)
+    if isinstance(raw, list):
+        if len(raw) != len(ids):
+            raise BadRequest(
+                400, f"Got {len(raw)} labels for {len(ids)} candidates; give one per candidate."
+            )
+        pairs = list(zip(ids, raw, strict=True))
+    elif isinstance(raw, dict):
+        if not raw:
+            raise BadRequest(400, '"labels" is empty; label at least one candidate.')
+        unknown = [k for k in raw if k not in ids]
+        if unknown:
+            raise BadRequest(400, f"Unknown candidate id(s) {unknown[:5]}; this request has {ids}.")
+        pairs = [(cid, raw.get(cid, "skip")) for cid in ids]
+    else:
+        raise BadRequest(400, '"labels" must be a list (candidate order) or an {id: label} object.')
+    out = []
+    for cid, word in pairs:
+        if not isinstance(word, str) or word not in LABELS:
+            raise BadRequest(400, f"Label {word!r} for candidate {cid} is not one of {words}.")
+        out.append(LABELS[word])
+    return out
+
+
+def label_counts(labels: list[float]) -> dict[str, int]:
+    return {
+        "like": sum(1 for v in labels if v > 0),
+        "dislike": sum(1 for v in labels if v < 0),
+        "skip": sum(1 for v in labels if v == 0),
+    }
+
+
+def _not_open(request_id: str, req: PendingRequest | None) -> BadRequest:
+    why = _finished.get(request_id) or ("being answered" if req else "unknown request id")
+    return BadRequest(409, f"Request {request_id} is not open ({why}); nothing was recorded.")
+
+
+def _find_open(request_id: str) -> PendingRequest:
+    with _lock:
+        req = _open.get(request_id)
+        if req is None or req.state != "open":
+            raise _not_open(request_id, req)
+        return req
+
+
+def _claim(req: PendingRequest) -> None:
+    """Only one answer may be written: the first to claim wins, later ones get 409."""
+    with _lock:
+        if req.state != "open":
+            raise _not_open(req.request_id, req)
+        req.state = "answering"
+
+
+def _release(req: PendingRequest) -> None:
+    with _lock:
+        if req.state == "answering":
+            req.state = "open"
+
+
+def _record(req: PendingRequest, labels: list[float]) -> None:
+    """The durable write (fsync'd by the profile store); runs in a worker thread."""
+    if req.profile is None:
+        return
+    cands = req.candidates
+    open_profile(req.profile, create=False).record_feedback(
+        req.request_id,
+        req.round if req.round is not None else 0,
+        list(cands.ids),
+        labels,
+        cands.latents,
+        cond=conditioning_to_tensors(cands.positive),
+        extra={
+            "prompt_id": req.payload.get("prompt_id"),
+            "model_fingerprint": cands.model_fingerprint,
+            "seeds": list(cands.seeds),
+        },
+    )
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"ok": False, "error": message}, status=status)
+
+
+# ---- routes --------------------------------------------------------------------------------
+routes = PromptServer.instance.routes
+
+
+@routes.get("/papa/pending")
+async def get_pending(request: web.Request) -> web.Response:
+    client_id = request.query.get("client_id") or None
+    return web.json_response({"pending": pending_requests(client_id)})
+
+
+@routes.post("/papa/feedback")
+async def post_feedback(request: web.Request) -> web.Response:
+    try:
+        body = await read_json_body(request)
+        rid = body["request_id"]
+        if "labels" not in body:
+            raise BadRequest(400, '"labels" is missing.')
+        req = _find_open(rid)
+        labels = parse_labels(body["labels"], list(req.candidates.ids))
+        _claim(req)
+    except BadRequest as e:
+        return _error(e.status, str(e))
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, _record, req, labels)
+    except ProfileError as e:
+        _release(req)
+        return _error(409, f"Profile {req.profile!r} refused the labels: {e}")
+    except OSError as e:
+        _release(req)
+        return _error(503, f"Could not write the labels to profile {req.profile!r}: {e}")
+    counts = dict(req.payload.get("counts") or {"like": 0, "dislike": 0})
+    this = label_counts(labels)
+    counts = {k: counts.get(k, 0) + this[k] for k in ("like", "dislike")}
+    req.future.set_result(Answer(labels, counts))
+    return web.json_response({"ok": True, "request_id": rid, "labels": this, "counts": counts})
+
+
+@routes.post("/papa/cancel")
+async def post_cancel(request: web.Request) -> web.Response:
+    try:
+        body = await read_json_body(request)
+    except BadRequest as e:
+        return _error(e.status, str(e))
+    rid = body["request_id"]
+    with _lock:
+        req = _open.get(rid)
+        if req is None or req.state != "open":
+            e = _not_open(rid, req)
+            return _error(e.status, str(e))
+        req.state = "done"
+        _open.pop(rid, None)
+        _finished[rid] = "cancelled"
+    req.future.set_exception(PickerCancelled(f"Request {rid} was cancelled by the artist."))
+    return web.json_response({"ok": True, "request_id": rid})
