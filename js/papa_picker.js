@@ -1,0 +1,371 @@
+// comfy-papa preference picker panel: a gallery inside the PAPA Preference Picker node and a
+// floating dialog, both views of one shared state. Uses only documented frontend APIs:
+// app.registerExtension, api.addEventListener / api.fetchApi, node.addDOMWidget, app.graph.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const NODE_ID = "PAPAPreferencePicker";
+const CYCLE = { null: "like", like: "dislike", dislike: "skip", skip: "like" };
+const ICON = { like: "\u2713", dislike: "\u2717", skip: "\u2013" };
+const WORD = { like: "liked", dislike: "disliked", skip: "skipped" };
+const KEY_LABEL = { l: "like", d: "dislike", s: "skip" };
+const HELP = "Click: like \u2192 dislike \u2192 skip \u00b7 1-9 pick \u00b7 L/D/S label \u00b7 " +
+  "Space enlarge \u00b7 arrows move \u00b7 Enter submit \u00b7 Esc cancel round";
+
+// ---- shared state -------------------------------------------------------------------------
+const state = {
+  req: null, // the open request (server payload) for this tab
+  labels: [], // per candidate: null | "like" | "dislike" | "skip"
+  selected: 0,
+  enlarged: false,
+  busy: false,
+  message: "",
+  progress: null, // last papa.train_progress event
+};
+const views = new Set(); // every mounted gallery (node widgets + dialog)
+
+function setState(patch) {
+  Object.assign(state, patch);
+  for (const v of views) v.render();
+}
+
+function openRequest(req) {
+  if (!req || req.client_id !== api.clientId) return;
+  if (state.req && state.req.request_id === req.request_id) return;
+  setState({
+    req,
+    labels: req.candidates.map(() => null),
+    selected: 0,
+    enlarged: false,
+    busy: false,
+    message: "",
+  });
+  dialog.open();
+}
+
+function closeRequest(message) {
+  setState({ req: null, labels: [], enlarged: false, busy: false, message });
+  dialog.close();
+}
+
+function imageUrl(ref) {
+  const q = new URLSearchParams({ filename: ref.filename, subfolder: ref.subfolder, type: ref.type });
+  return api.apiURL(`/view?${q}`);
+}
+
+function roundCounts() {
+  const c = { like: 0, dislike: 0, skip: 0 };
+  for (const l of state.labels) if (l) c[l] += 1;
+  return c;
+}
+
+// ---- server calls -------------------------------------------------------------------------
+async function post(path, body) {
+  const res = await api.fetchApi(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  let data = {};
+  try {
+    data = await res.json();
+  } catch {
+    data = { error: `HTTP ${res.status}` };
+  }
+  return { status: res.status, data };
+}
+
+async function submit() {
+  const req = state.req;
+  if (!req || state.busy || !state.labels.some((l) => l)) return;
+  setState({ busy: true, message: "Sending\u2026" });
+  const labels = state.labels.map((l) => l ?? "skip");
+  try {
+    const { status, data } = await post("/papa/feedback", { request_id: req.request_id, labels });
+    if (status === 200) {
+      const c = data.labels;
+      closeRequest(`Saved: ${ICON.like} ${c.like} \u00b7 ${ICON.dislike} ${c.dislike} \u00b7 ` +
+        `${ICON.skip} ${c.skip}. Total ${ICON.like} ${data.counts.like} ${ICON.dislike} ` +
+        `${data.counts.dislike}.`);
+    } else if (status === 409) {
+      closeRequest(`Not saved: ${data.error}`);
+    } else {
+      setState({ busy: false, message: `Not saved: ${data.error}` });
+    }
+  } catch (e) {
+    setState({ busy: false, message: `Not saved (no answer from the server): ${e}` });
+  }
+}
+
+async function cancelRound() {
+  const req = state.req;
+  if (!req || state.busy) return;
+  setState({ busy: true, message: "Cancelling\u2026" });
+  try {
+    const { status, data } = await post("/papa/cancel", { request_id: req.request_id });
+    closeRequest(status === 200 ? "Round cancelled." : `Cancel refused: ${data.error}`);
+  } catch (e) {
+    setState({ busy: false, message: `Cancel failed: ${e}` });
+  }
+}
+
+async function refreshPending() {
+  if (!api.clientId) return;
+  const res = await api.fetchApi(`/papa/pending?client_id=${encodeURIComponent(api.clientId)}`);
+  if (!res.ok) return;
+  const { pending } = await res.json();
+  if (pending.length) openRequest(pending[0]);
+  else if (state.req) closeRequest("");
+}
+
+// ---- one gallery view ---------------------------------------------------------------------
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function label(i, value) {
+  const labels = state.labels.slice();
+  labels[i] = value;
+  setState({ labels, selected: i });
+}
+
+function handleKey(e) {
+  if (!state.req || e.ctrlKey || e.metaKey || e.altKey) return;
+  const n = state.labels.length;
+  const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+  const cols = Math.min(4, n);
+  const move = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols }[key];
+  if (/^[1-9]$/.test(key) && Number(key) <= n) setState({ selected: Number(key) - 1 });
+  else if (key in KEY_LABEL) label(state.selected, KEY_LABEL[key]);
+  else if (key === " ") setState({ enlarged: !state.enlarged });
+  else if (move) setState({ selected: (state.selected + move + n) % n });
+  else if (key === "Enter") submit();
+  else if (key === "Escape") cancelRound();
+  else return;
+  e.preventDefault();
+  e.stopPropagation();
+}
+
+class Gallery {
+  constructor(nodeId = null) {
+    this.nodeId = nodeId; // null: the dialog, which always shows this tab's request
+    this.root = el("div", "papa-picker");
+    this.root.tabIndex = 0;
+    this.root.setAttribute("role", "group");
+    this.root.setAttribute("aria-label", "PAPA preference picker");
+    this.root.addEventListener("keydown", handleKey);
+    views.add(this);
+    this.render();
+  }
+
+  destroy() {
+    views.delete(this);
+  }
+
+  mine() {
+    const r = state.req;
+    return r && (this.nodeId === null || String(r.node_id) === String(this.nodeId)) ? r : null;
+  }
+
+  render() {
+    const hadFocus = this.root.contains(document.activeElement);
+    const req = this.mine();
+    this.root.replaceChildren();
+    this.root.classList.toggle("papa-idle", !req);
+    if (req && this.nodeId !== null) {
+      const reopen = el("button", "papa-reopen", "Open panel");
+      reopen.type = "button";
+      reopen.addEventListener("click", () => dialog.open());
+      this.root.append(reopen);
+    }
+    if (req) {
+      this.root.append(this.header(req), state.enlarged ? this.zoom(req) : this.grid(req));
+      this.root.append(el("div", "papa-help", HELP), this.actions());
+    } else {
+      this.root.append(el("div", "papa-waiting", "Waiting for candidates\u2026"));
+    }
+    const msg = el("div", "papa-msg", state.message);
+    msg.setAttribute("role", "status");
+    this.root.append(msg, this.progress());
+    if (hadFocus) this.root.focus();
+  }
+
+  header(req) {
+    const h = el("div", "papa-head");
+    const who = req.profile ? `Profile ${req.profile} \u00b7 round ${req.round}` : "No profile";
+    h.append(el("span", "papa-title", who));
+    const c = roundCounts();
+    const total = req.counts || { like: 0, dislike: 0 };
+    const counts = el(
+      "span",
+      "papa-counts",
+      `${ICON.like} ${total.like + c.like}  ${ICON.dislike} ${total.dislike + c.dislike}` +
+        `  (this round ${ICON.like} ${c.like} ${ICON.dislike} ${c.dislike} ${ICON.skip} ${c.skip})`,
+    );
+    counts.setAttribute("aria-label", `likes ${total.like + c.like}, dislikes ${total.dislike + c.dislike}`);
+    h.append(counts);
+    return h;
+  }
+
+  tile(req, cand, i) {
+    const lab = state.labels[i];
+    const t = el("button", `papa-tile papa-${lab ?? "none"}`);
+    t.type = "button";
+    t.dataset.index = String(i);
+    if (i === state.selected) t.classList.add("papa-selected");
+    t.setAttribute("aria-label", `Candidate ${i + 1}, seed ${cand.seed}: ${lab ? WORD[lab] : "not labelled"}`);
+    t.setAttribute("aria-pressed", String(Boolean(lab)));
+    const img = el("img");
+    img.src = imageUrl(cand.image);
+    img.alt = `Candidate ${i + 1}`;
+    img.draggable = false;
+    t.append(img, el("span", "papa-num", String(i + 1)));
+    if (lab) t.append(el("span", "papa-badge", ICON[lab]));
+    t.addEventListener("click", () => label(i, CYCLE[lab]));
+    t.addEventListener("dblclick", () => setState({ selected: i, enlarged: true }));
+    return t;
+  }
+
+  grid(req) {
+    const g = el("div", "papa-grid");
+    g.style.setProperty("--papa-cols", String(Math.min(4, req.candidates.length)));
+    req.candidates.forEach((c, i) => g.append(this.tile(req, c, i)));
+    return g;
+  }
+
+  zoom(req) {
+    const z = el("div", "papa-zoom");
+    const i = Math.min(state.selected, req.candidates.length - 1);
+    const t = this.tile(req, req.candidates[i], i);
+    t.classList.add("papa-big");
+    const back = el("button", "papa-unzoom", "Back to grid (Space)");
+    back.type = "button";
+    back.addEventListener("click", () => setState({ enlarged: false }));
+    z.append(t, back);
+    return z;
+  }
+
+  actions() {
+    const a = el("div", "papa-actions");
+    const cancel = el("button", "papa-cancel", "Cancel round (Esc)");
+    cancel.type = "button";
+    cancel.disabled = state.busy;
+    cancel.addEventListener("click", cancelRound);
+    const n = state.labels.filter((l) => l).length;
+    const send = el("button", "papa-submit", `Submit ${n}/${state.labels.length} (Enter)`);
+    send.type = "button";
+    send.disabled = state.busy || n === 0;
+    send.title = "Unlabelled candidates are sent as skip.";
+    send.addEventListener("click", submit);
+    a.append(cancel, send);
+    return a;
+  }
+
+  progress() {
+    const p = state.progress;
+    const box = el("div", "papa-progress");
+    if (!p) {
+      box.hidden = true;
+      return box;
+    }
+    const bar = el("progress");
+    bar.max = p.steps;
+    bar.value = p.step;
+    const loss = typeof p.loss === "number" ? ` \u00b7 loss ${p.loss.toFixed(4)}` : "";
+    const who = p.profile ? ` ${p.profile}` : "";
+    box.append(bar, el("span", "papa-progress-text", `Fine-tuning${who}: step ${p.step}/${p.steps}${loss}`));
+    return box;
+  }
+}
+
+// ---- floating dialog ----------------------------------------------------------------------
+const dialog = {
+  overlay: null,
+  gallery: null,
+  open() {
+    if (!this.overlay) {
+      this.overlay = el("div", "papa-overlay");
+      this.overlay.setAttribute("role", "dialog");
+      this.overlay.setAttribute("aria-modal", "true");
+      this.overlay.setAttribute("aria-label", "PAPA: label the candidates");
+      const box = el("div", "papa-dialog");
+      const bar = el("div", "papa-dialog-bar");
+      bar.append(el("span", "papa-dialog-title", "PAPA \u00b7 which candidates do you like?"));
+      const hide = el("button", "papa-hide", "Hide");
+      hide.type = "button";
+      hide.title = "Hide this dialog; the gallery in the Preference Picker node stays.";
+      hide.addEventListener("click", () => this.close());
+      bar.append(hide);
+      this.gallery = new Gallery(null);
+      box.append(bar, this.gallery.root);
+      this.overlay.append(box);
+    }
+    if (!this.overlay.isConnected) document.body.append(this.overlay);
+    this.gallery.root.focus();
+  },
+  close() {
+    this.overlay?.remove();
+  },
+};
+
+// ---- the node's DOM widget ----------------------------------------------------------------
+function addGalleryWidget(node) {
+  const gallery = new Gallery(node.id);
+  const widget = node.addDOMWidget("papa_gallery", "papa-picker", gallery.root, {
+    getMinHeight: () => 260,
+    hideOnZoom: false,
+  });
+  widget.serialize = false; // view only: never part of the workflow or the prompt
+  const removed = node.onRemoved;
+  node.onRemoved = function () {
+    gallery.destroy();
+    return removed?.apply(this, arguments);
+  };
+}
+
+function loadCss() {
+  const link = document.createElement("link");
+  link.rel = "stylesheet";
+  link.href = new URL("./papa_picker.css", import.meta.url).href;
+  document.head.append(link);
+}
+
+app.registerExtension({
+  name: "comfy_papa.picker",
+  async setup() {
+    loadCss();
+    api.addEventListener("papa.request", (e) => openRequest(e.detail));
+    api.addEventListener("papa.request_done", (e) => {
+      if (state.req && state.req.request_id === e.detail.request_id) {
+        const why = { timeout: "Timed out.", cancelled: "Round cancelled.", interrupted: "Run interrupted." };
+        closeRequest(why[e.detail.reason] ?? state.message);
+      }
+    });
+    api.addEventListener("papa.train_progress", (e) => setState({ progress: e.detail }));
+    // The client id survives a reload (sessionStorage); ask for this tab's open request again
+    // once the socket has told us which id we have, and after every reconnect.
+    let asked = null;
+    api.addEventListener("status", () => {
+      if (api.clientId && api.clientId !== asked) {
+        asked = api.clientId;
+        refreshPending().catch((e) => console.warn("comfy-papa: pending lookup failed", e));
+      }
+    });
+    api.addEventListener("reconnected", () => {
+      refreshPending().catch((e) => console.warn("comfy-papa: pending lookup failed", e));
+    });
+    window.comfyPapaPicker = { state, refreshPending };
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== NODE_ID) return;
+    const created = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function () {
+      const r = created?.apply(this, arguments);
+      addGalleryWidget(this);
+      return r;
+    };
+  },
+});
