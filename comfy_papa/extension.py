@@ -2,13 +2,25 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .nodes.export import ExportLoRA
+from .nodes.finetune import FineTune
+from .nodes.labels import Labels
 from .nodes.picker import PreferencePicker
+from .nodes.profile import ApplyProfile, ProfileNode
 from .nodes.sampler import CandidateSampler
 
 
 class PapaExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return [CandidateSampler, PreferencePicker]
+        return [
+            ProfileNode,
+            ApplyProfile,
+            CandidateSampler,
+            PreferencePicker,
+            Labels,
+            FineTune,
+            ExportLoRA,
+        ]
 
 
 async def comfy_entrypoint() -> PapaExtension:

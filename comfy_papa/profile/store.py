@@ -69,7 +69,8 @@ def _sha256(path: Path) -> str:
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    # safetensors writes an unreadable header for empty tensors with metadata={}: pass None.
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta or None))
 
 
 def _load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -384,6 +385,15 @@ class Profile:
         for d in sorted(self._rounds_dir().glob("r[0-9]*")):
             if int(d.name[1:]) > r:
                 os.replace(d, archive / d.name)
+
+    def set_node_requests(self, requests: dict) -> None:
+        """Remember the Profile node's last rollback/reset values (one-shot actions)."""
+        if self.manifest.get("node_requests") == requests:
+            return
+        manifest = dict(self.manifest)
+        manifest["node_requests"] = requests
+        atomic_write_json(self.dir / "manifest.json", manifest)
+        self.manifest = manifest
 
     def reset(self) -> None:
         """Start again from the base model; every round is kept in archive/."""

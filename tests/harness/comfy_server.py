@@ -24,6 +24,7 @@ def free_port() -> int:
 def make_base_directory(base: Path, models: Path | None) -> Path:
     """A ComfyUI --base-directory with the pack linked into custom_nodes and the models linked."""
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
+    (base / "user").mkdir(exist_ok=True)
     link = base / "custom_nodes" / "comfy-papa"
     if not link.exists():
         link.symlink_to(REPO, target_is_directory=True)

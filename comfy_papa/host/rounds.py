@@ -1,0 +1,167 @@
+"""A profile round end to end: gather feedback, train on the base MODEL, commit, personalise."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+
+import torch
+
+from ..core.replay import ReplayBuffer
+from ..core.schedule import sigma_cut
+from ..feedback import Feedback
+from ..profile.store import Profile, RoundState
+from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
+from .conditioning import conditioning_to_tensors, tensors_to_conditioning
+from .models import model_fingerprint, require_base_model
+from .train import (
+    TrainingRound,
+    TrainSettings,
+    flatten_optimizer,
+    run_training,
+    schedule_sigmas,
+)
+
+
+def record_if_new(profile: Profile, fb: Feedback) -> str:
+    """Persist feedback that did not come through the picker (which records on arrival)."""
+    if fb.request_id and (
+        fb.request_id in profile.manifest.get("consumed_requests", [])
+        or any(p.request_id == fb.request_id for p in profile.pending())
+    ):
+        return fb.request_id
+    rid = fb.request_id or f"labels-{secrets.token_hex(8)}"
+    profile.record_feedback(
+        rid,
+        fb.round if fb.round is not None else profile.round + 1,
+        fb.candidate_ids,
+        fb.labels,
+        fb.latents,
+        conditioning_to_tensors(fb.positive),
+        {"source": "labels" if not fb.request_id else "picker"},
+    )
+    return rid
+
+
+def _cond_group(conds: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> int:
+    """Index of an identical stored conditioning, or a new group index for it."""
+    groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
+    for g in groups:
+        mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
+        if mine.keys() == cond.keys() and all(
+            mine[k].shape == cond[k].shape and torch.equal(mine[k], cond[k]) for k in cond
+        ):
+            return g
+    g = (groups[-1] + 1) if groups else 0
+    conds.update({f"g{g}.{k}": v for k, v in cond.items()})
+    return g
+
+
+def group_conditionings(conds: dict[str, torch.Tensor]) -> list:
+    groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
+    out = []
+    for g in groups:
+        mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
+        out.extend(tensors_to_conditioning(mine))
+    return out
+
+
+def merge_pending(profile: Profile, state: RoundState) -> tuple[ReplayBuffer, dict, list[str]]:
+    """The replay buffer of the last round plus every recorded-but-untrained feedback."""
+    replay = copy.deepcopy(state.replay)
+    conds = dict(state.conds)
+    consumed = []
+    for p in profile.pending():
+        g = _cond_group(conds, p.cond)
+        n = len(p.ids)
+        replay.add(
+            p.latents.float(),
+            p.labels.float(),
+            torch.full((n,), p.round, dtype=torch.long),
+            [f"{p.request_id}:{cid}" for cid in p.ids],
+            {"group": torch.full((n,), g, dtype=torch.long)},
+        )
+        consumed.append(p.request_id)
+    return replay, conds, consumed
+
+
+def personalise(model, lora_sd: dict, settings: dict, profile: str, round_: int, strength=1.0):
+    """The output MODEL: PAPA bakes the adapter in; EPAPA gates it above the sigma cut."""
+    if settings.get("method") == "EPAPA":
+        ms = model.get_model_object("model_sampling")
+        out = apply_gated(
+            model, lora_sd, sigma_cut(schedule_sigmas(ms), settings.get("cut", 0.4)), strength
+        )
+    else:
+        out = apply_baked(model, lora_sd, strength)
+    mark_personalised(out, profile, round_, settings.get("method", "PAPA"))
+    return out
+
+
+def finetune(model, feedback: Feedback, profile: Profile, settings: TrainSettings, progress=None):
+    """Train one round on the BASE model; returns (personalised MODEL, LORA_MODEL, stats)."""
+    require_base_model(model, "PAPA Fine-tune")
+    fingerprint = model_fingerprint(model)
+    profile.check_base(fingerprint)
+    state = profile.load_round()
+    if state.adapter:
+        saved_rank = int(state.adapter_meta.get("rank", settings.rank))
+        if saved_rank != settings.rank:
+            raise ValueError(
+                f"Profile {profile.name!r} was trained with rank {saved_rank}; this node asks for "
+                f"rank {settings.rank}. Set rank to {saved_rank}, or reset the profile."
+            )
+    record_if_new(profile, feedback)
+    replay, conds, consumed = merge_pending(profile, state)
+    if int((replay.labels != 0).sum()) == 0:
+        raise ValueError(
+            "Nothing to train on: every candidate so far is marked skip. Like or dislike at least "
+            "one candidate."
+        )
+    # Graph execution runs under inference mode; adapters must be created outside it.
+    with torch.inference_mode(False):
+        mp = model.clone()
+        adapters = attach_trainable(
+            mp, settings.rank, settings.alpha, state.adapter or None, settings.seed
+        )
+        round_ = profile.round + 1
+        job = TrainingRound(
+            adapters,
+            replay,
+            group_conditionings(conds),
+            settings,
+            state.optimizer,
+            round_seed=settings.seed * 1_000_003 + round_,
+            progress=progress,
+        )
+        run_training(mp, job, tuple(replay.latents.shape))
+    lora_sd = adapters.state_dict()
+    if not all(torch.isfinite(v).all() for v in lora_sd.values()):
+        raise ValueError(
+            "Training produced non-finite adapter weights; the profile was left at round "
+            f"{profile.round}. Lower the learning rate and queue again."
+        )
+    if not job.losses:
+        raise ValueError(
+            f"Every training step had a non-finite loss ({job.skipped_steps} skipped); the "
+            f"profile was left at round {profile.round}. Lower the learning rate."
+        )
+    stats = {
+        "loss_first": job.losses[0],
+        "loss_last": job.losses[-1],
+        "skipped_steps": job.skipped_steps,
+        "passes": job.passes,
+        "seconds": job.seconds,
+        "replay": len(replay),
+    }
+    new_state = RoundState(
+        round_,
+        adapter=lora_sd,
+        adapter_meta={"rank": str(settings.rank), "alpha": str(settings.alpha)},
+        optimizer=flatten_optimizer(job.optimizer, job.names),
+        replay=replay,
+        conds=conds,
+    )
+    profile.commit_round(new_state, fingerprint, settings.as_dict(), consumed, stats)
+    out = personalise(model, lora_sd, settings.as_dict(), profile.name, round_)
+    return out, lora_sd, {**stats, "losses": job.losses, "round": round_}

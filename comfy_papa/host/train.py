@@ -1,0 +1,248 @@
+"""One PAPA / EPAPA training round on a ComfyUI MODEL, run through the host's own sampling stack.
+
+The round runs inside a `comfy.samplers.Sampler` given to a guider (as core's TrainLoraNode does):
+the guider loads the model with only the residency the batch needs, converts the conditioning
+for the model family, and our sampler runs the optimisation loop instead of denoising.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import comfy.model_management
+import comfy.model_sampling
+import comfy.samplers
+import comfy.utils
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from ..core.objective import PapaConfig, mc_timestep_batch, papa_loss
+from ..core.replay import ReplayBuffer
+from .adapters import AdapterSet
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    method: str = "PAPA"
+    cut: float = 0.4
+    steps: int = 20
+    learning_rate: float = 1e-4
+    rank: int = 8
+    alpha: float = 8.0
+    c_pref: float = 0.1
+    c_sim: float = 0.009
+    dislike_weight: float = 0.5
+    dislike_cap: float = 1.5
+    batch_size: int = 8
+    timesteps_per_sample: int = 4
+    seed: int = 0
+    gradient_checkpointing: bool = False
+
+    def papa_config(self) -> PapaConfig:
+        return PapaConfig(
+            c_pref=self.c_pref,
+            c_sim=self.c_sim,
+            dislike_weight=self.dislike_weight,
+            dislike_cap=self.dislike_cap,
+            timesteps_per_sample=self.timesteps_per_sample,
+            cut=self.cut if self.method == "EPAPA" else 0.0,
+        )
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_kind(model_sampling) -> str:
+    """The core's name of a ComfyUI model family: flow (CONST), v, or eps."""
+    if isinstance(model_sampling, comfy.model_sampling.CONST):
+        return "flow"
+    if isinstance(model_sampling, comfy.model_sampling.V_PREDICTION):
+        return "v"
+    if isinstance(model_sampling, comfy.model_sampling.EPS):
+        return "eps"
+    raise ValueError(
+        f"PAPA cannot train a model with sampling type {type(model_sampling).__name__}; supported "
+        "are epsilon, v-prediction and flow (CONST) models."
+    )
+
+
+def schedule_sigmas(model_sampling) -> torch.Tensor:
+    """The model's discrete sigma table, increasing, float64 on the CPU."""
+    return model_sampling.sigmas.detach().to("cpu", torch.float64)
+
+
+def flatten_optimizer(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, torch.Tensor]:
+    """Adam state as named tensors (safetensors cannot hold the nested state_dict)."""
+    out = {}
+    for i, name in enumerate(names):
+        for k, v in opt.state_dict()["state"].get(i, {}).items():
+            out[f"{name}::{k}"] = torch.as_tensor(v).detach().cpu().clone()
+    return out
+
+
+def restore_optimizer(opt: torch.optim.Optimizer, names: list[str], flat: dict) -> None:
+    if not flat:
+        return
+    sd = opt.state_dict()
+    state = {}
+    for i, name in enumerate(names):
+        entry = {
+            k.split("::", 1)[1]: v.clone() for k, v in flat.items() if k.split("::", 1)[0] == name
+        }
+        if entry:
+            state[i] = entry
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+class TrainingRound:
+    """The optimisation loop of one round; `run` is called from inside the guider's sampling."""
+
+    def __init__(
+        self,
+        adapters: AdapterSet,
+        replay: ReplayBuffer,
+        group_conds: list,
+        settings: TrainSettings,
+        optimizer_state: dict[str, torch.Tensor],
+        round_seed: int,
+        progress=None,
+    ) -> None:
+        self.adapters = adapters
+        self.replay = replay
+        self.group_conds = group_conds
+        self.settings = settings
+        self.cfg = settings.papa_config()
+        self.names = list(adapters.parameters())
+        self.optimizer = torch.optim.AdamW(
+            adapters.parameters().values(), lr=settings.learning_rate, weight_decay=0.0
+        )
+        restore_optimizer(self.optimizer, self.names, optimizer_state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = settings.learning_rate
+        self.round_seed = round_seed
+        self.progress = progress
+        self.losses: list[float] = []
+        self.skipped_steps = 0
+        self.passes = 0
+        self.seconds = 0.0
+
+    def _predict(self, model_wrap, extra_args, x, sigma, groups) -> torch.Tensor:
+        """Denoised x0 for each pair, running the model once per conditioning group."""
+        all_conds = self._processed
+        outs, order = [], []
+        for g in groups.unique().tolist():
+            sel = (groups == g).nonzero().squeeze(1)
+            model_wrap.conds["positive"] = [all_conds[g]]
+
+            def run(xs, ss):
+                return model_wrap(xs, ss, **extra_args)
+
+            if self.settings.gradient_checkpointing and torch.is_grad_enabled():
+                outs.append(checkpoint(run, x[sel], sigma[sel], use_reentrant=False))
+            else:
+                outs.append(run(x[sel], sigma[sel]))
+            order.append(sel)
+        out = torch.cat(outs)
+        inverse = torch.empty_like(torch.cat(order))
+        inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
+        return out[inverse]
+
+    def run(self, model_wrap, extra_args) -> None:
+        start = time.perf_counter()
+        inner = model_wrap.inner_model
+        self._processed = list(model_wrap.conds["positive"])
+        ms = inner.model_sampling
+        kind = model_kind(ms)
+        sigmas = schedule_sigmas(ms)
+        device = comfy.model_management.get_torch_device()
+        dtype = torch.float32
+        x0_all = inner.process_latent_in(self.replay.latents.to(device, dtype))
+        labels_all = self.replay.labels.to(device, dtype)
+        groups_all = self.replay.cond["group"].to(device)
+        gen = torch.Generator().manual_seed(self.round_seed)
+        steps = self.settings.steps
+        pbar = comfy.utils.ProgressBar(steps)
+        for step in range(steps):
+            idx = self.replay.sample(self.settings.batch_size, gen).to(device)
+            b = mc_timestep_batch(
+                x0_all[idx],
+                {"group": groups_all[idx]},
+                labels_all[idx],
+                sigmas,
+                kind,
+                self.cfg,
+                gen,
+            )
+            x_noisy = ms.noise_scaling(b["sigma"].to(dtype), b["noise"].to(dtype), b["x0"])
+            sigma = b["sigma"].to(dtype)
+            groups = b["cond"]["group"]
+            with torch.no_grad():
+                self.adapters.gate.on = False
+                try:
+                    x0_base = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
+                finally:
+                    self.adapters.gate.on = True
+            x0_pred = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
+            loss, stats = papa_loss(
+                x0_pred.float(),
+                x0_base.float(),
+                b["x0"],
+                b["snr"],
+                b["coef"],
+                b["labels"],
+                self.cfg,
+            )
+            self.passes += len(sigma)
+            self.optimizer.zero_grad(set_to_none=True)
+            if not math.isfinite(stats["loss"]):
+                self.skipped_steps += 1
+            else:
+                loss.backward()
+                grads_ok = all(
+                    p.grad is None or torch.isfinite(p.grad).all()
+                    for p in self.adapters.parameters().values()
+                )
+                if grads_ok:
+                    self.optimizer.step()
+                    self.losses.append(stats["loss"])
+                else:
+                    self.skipped_steps += 1
+            if self.progress:
+                self.progress(step + 1, steps, stats["loss"])
+            pbar.update_absolute(step + 1, steps)  # also raises if the run was interrupted
+        self.seconds = time.perf_counter() - start
+
+
+class _TrainSampler(comfy.samplers.Sampler):
+    def __init__(self, job: TrainingRound) -> None:
+        self.job = job
+
+    def sample(
+        self,
+        model_wrap,
+        sigmas,
+        extra_args,
+        callback,
+        noise,
+        latent_image=None,
+        denoise_mask=None,
+        disable_pbar=False,
+    ):
+        with torch.inference_mode(False), torch.enable_grad():
+            self.job.run(model_wrap, extra_args)
+        return torch.zeros_like(noise)
+
+
+def run_training(mp, job: TrainingRound, latent_shape: tuple[int, ...]) -> None:
+    """Let the host prepare `mp` (loading, conds, wrappers) and run `job` as its 'sampler'."""
+    guider = comfy.samplers.CFGGuider(mp)
+    guider.inner_set_conds({"positive": job.group_conds})
+    guider.set_cfg(1.0)
+    pairs = job.settings.batch_size * job.settings.timesteps_per_sample
+    noise = torch.zeros((pairs, *latent_shape[1:]))
+    sigmas = torch.tensor([1.0, 0.0])
+    with torch.inference_mode(False):
+        guider.sample(noise, torch.zeros_like(noise), _TrainSampler(job), sigmas, seed=0)

@@ -1,0 +1,157 @@
+"""PAPA Fine-tune: one training round on the feedback, MODEL in, personalised MODEL out."""
+
+from comfy_api.latest import io
+
+from ..host.rounds import finetune
+from ..host.train import TrainSettings
+from .plots import loss_curve_image
+from .types import CATEGORY, Feedback, Profile
+
+_D = TrainSettings()
+
+
+def _send_progress(profile: str):
+    from server import PromptServer
+
+    def progress(step: int, steps: int, loss: float) -> None:
+        PromptServer.instance.send_sync(
+            "papa.train_progress",
+            {"profile": profile, "step": step, "steps": steps, "loss": loss},
+        )
+
+    return progress
+
+
+class FineTune(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PAPAFineTune",
+            display_name="PAPA Fine-tune",
+            category=CATEGORY,
+            description="Train the profile's adapter on this round's likes and dislikes plus "
+            "every earlier round (replay), on top of the BASE model, and output the "
+            "personalised model. Each run is one round.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input(
+                    "model",
+                    tooltip="The BASE model (the checkpoint's MODEL), never a personalised one.",
+                ),
+                Feedback.Input("feedback", tooltip="From PAPA Preference Picker or PAPA Labels."),
+                Profile.Input("profile", tooltip="From PAPA Profile."),
+                io.Combo.Input(
+                    "method",
+                    options=["PAPA", "EPAPA"],
+                    tooltip="PAPA trains all timesteps; EPAPA only the noisy ones above the cut "
+                    "and uses the base model below it when sampling (cheaper, keeps detail).",
+                ),
+                io.Float.Input(
+                    "cut",
+                    default=_D.cut,
+                    min=0.0,
+                    max=0.95,
+                    step=0.05,
+                    tooltip="EPAPA: fraction of the schedule (from the clean end) left to the "
+                    "base model; 0.4 is the paper's k = 400 of 1000.",
+                ),
+                io.Int.Input(
+                    "steps",
+                    default=_D.steps,
+                    min=1,
+                    max=10000,
+                    tooltip="Optimizer steps this round.",
+                ),
+                io.Float.Input(
+                    "learning_rate",
+                    default=_D.learning_rate,
+                    min=1e-7,
+                    max=1e-1,
+                    step=1e-5,
+                    round=1e-7,
+                    tooltip="AdamW learning rate of the adapter.",
+                ),
+                io.Int.Input(
+                    "rank",
+                    default=_D.rank,
+                    min=1,
+                    max=256,
+                    tooltip="LoRA rank; fixed for the life of a profile.",
+                ),
+                io.Float.Input(
+                    "alpha",
+                    default=_D.alpha,
+                    min=0.1,
+                    max=512.0,
+                    step=0.1,
+                    tooltip="LoRA alpha (scale = alpha / rank); stored with the profile.",
+                ),
+                io.Float.Input(
+                    "c_pref",
+                    default=_D.c_pref,
+                    min=0.0,
+                    max=100.0,
+                    step=0.01,
+                    tooltip="Weight of the preference term (likes pulled in, dislikes pushed "
+                    "away, bounded).",
+                ),
+                io.Float.Input(
+                    "c_sim",
+                    default=_D.c_sim,
+                    min=0.0,
+                    max=100.0,
+                    step=0.001,
+                    tooltip="Weight of the similarity-to-base term on liked samples; higher "
+                    "keeps more quality and variety.",
+                ),
+                io.Int.Input(
+                    "batch_size",
+                    default=_D.batch_size,
+                    min=1,
+                    max=256,
+                    tooltip="Replayed candidates per step.",
+                ),
+                io.Int.Input(
+                    "timesteps_per_sample",
+                    default=_D.timesteps_per_sample,
+                    min=1,
+                    max=64,
+                    tooltip="Monte-Carlo timesteps per candidate per step.",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFF,
+                    tooltip="Seed of the training randomness (timesteps, noise, batches).",
+                ),
+                io.Boolean.Input(
+                    "gradient_checkpointing",
+                    default=False,
+                    tooltip="Recompute activations in the backward pass: less memory, slower.",
+                ),
+            ],
+            outputs=[
+                io.Model.Output(
+                    "personalised_model",
+                    display_name="MODEL",
+                    tooltip="The personalised model (this round).",
+                ),
+                io.LoraModel.Output("lora", tooltip="The adapter weights (LORA_MODEL)."),
+                io.Image.Output("loss_curve", tooltip="Training loss of this round."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, feedback, profile, **kw) -> io.NodeOutput:
+        settings = TrainSettings(**kw)
+        p = profile.open()
+        out, lora, stats = finetune(model, feedback, p, settings, _send_progress(p.name))
+        title = f"{p.name} round {stats['round']} ({settings.method})"
+        summary = (
+            f"{title}: loss {stats['loss_first']:.4g} -> {stats['loss_last']:.4g}, "
+            f"{stats['replay']} labels in replay, {stats['seconds']:.1f}s"
+        )
+        return io.NodeOutput(
+            out, lora, loss_curve_image(stats["losses"], title), ui={"text": [summary]}
+        )
