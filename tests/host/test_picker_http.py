@@ -1,4 +1,4 @@
-"""The preference picker answered over HTTP on a real server: records, refusals, interrupt, timeout."""
+"""The picker answered over HTTP on a real server: records, refusals, interrupt, timeout."""
 
 import requests
 
@@ -57,9 +57,7 @@ def test_answer_is_written_to_profile_history_and_a_second_answer_is_refused(
     assert pending(comfy.url, cid) == []
 
 
-def test_bad_answers_are_refused_with_a_message_and_the_request_stays_open(
-    comfy, checkpoint_name
-):
+def test_bad_answers_are_refused_with_a_message_and_the_request_stays_open(comfy, checkpoint_name):
     cid, prompt_id, req = _queue_picker(comfy, checkpoint_name, count=2, seed=21)
     rid, ids = req["request_id"], [c["id"] for c in req["candidates"]]
     url = comfy.url + "/papa/feedback"

@@ -92,12 +92,10 @@ def _set_inputs(prompt: dict, class_type: str, **values) -> None:
 def test_sd15_loop_runs_on_the_tiny_checkpoint_answered_over_http(comfy, browser):
     """Converted to API format by the frontend itself (app.graphToPrompt), then queued over HTTP."""
     wf = json.loads((REPO / "workflows" / "papa_loop_sd15.json").read_text())
-    page, log = open_app(browser, comfy.url)
+    page, _ = open_app(browser, comfy.url)
     try:
-        prompt = page.evaluate(
-            "async (wf) => { await app.loadGraphData(wf); return (await app.graphToPrompt()).output; }",
-            wf,
-        )
+        page.evaluate("async (wf) => { await app.loadGraphData(wf); }", wf)
+        prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
     finally:
         page.context.close()
     name = f"wf-{uuid.uuid4().hex[:8]}"
@@ -116,5 +114,6 @@ def test_sd15_loop_runs_on_the_tiny_checkpoint_answered_over_http(comfy, browser
     assert saved, f"no image output: {result.outputs}"
     rows = history(comfy.base, name)
     assert [row["label"] for row in rows] == [1.0, -1.0, 1.0]
-    manifest = json.loads((comfy.base / "models/papa_profiles" / name / "manifest.json").read_text())
+    manifest = comfy.base / "models" / "papa_profiles" / name / "manifest.json"
+    manifest = json.loads(manifest.read_text())
     assert manifest["round"] == 1, "the fine-tune committed round 1"
