@@ -150,8 +150,8 @@ function handleKey(e) {
 }
 
 class Gallery {
-  constructor(nodeId = null) {
-    this.nodeId = nodeId; // null: the dialog, which always shows this tab's request
+  constructor(node = null) {
+    this.node = node; // null: the dialog, which always shows this tab's request
     this.root = el("div", "papa-picker");
     this.root.tabIndex = 0;
     this.root.setAttribute("role", "group");
@@ -167,7 +167,8 @@ class Gallery {
 
   mine() {
     const r = state.req;
-    return r && (this.nodeId === null || String(r.node_id) === String(this.nodeId)) ? r : null;
+    // node.id is read now, not at creation: it is assigned when the node joins the graph.
+    return r && (this.node === null || String(r.node_id) === String(this.node.id)) ? r : null;
   }
 
   render() {
@@ -175,7 +176,7 @@ class Gallery {
     const req = this.mine();
     this.root.replaceChildren();
     this.root.classList.toggle("papa-idle", !req);
-    if (req && this.nodeId !== null) {
+    if (req && this.node !== null) {
       const reopen = el("button", "papa-reopen", "Open panel");
       reopen.type = "button";
       reopen.addEventListener("click", () => dialog.open());
@@ -313,7 +314,7 @@ const dialog = {
 
 // ---- the node's DOM widget ----------------------------------------------------------------
 function addGalleryWidget(node) {
-  const gallery = new Gallery(node.id);
+  const gallery = new Gallery(node);
   const widget = node.addDOMWidget("papa_gallery", "papa-picker", gallery.root, {
     getMinHeight: () => 260,
     hideOnZoom: false,
@@ -348,15 +349,18 @@ app.registerExtension({
     // The client id survives a reload (sessionStorage); ask for this tab's open request again
     // once the socket has told us which id we have, and after every reconnect.
     let asked = null;
-    api.addEventListener("status", () => {
+    const askOnce = () => {
       if (api.clientId && api.clientId !== asked) {
         asked = api.clientId;
         refreshPending().catch((e) => console.warn("comfy-papa: pending lookup failed", e));
       }
-    });
+    };
+    api.addEventListener("status", askOnce);
     api.addEventListener("reconnected", () => {
-      refreshPending().catch((e) => console.warn("comfy-papa: pending lookup failed", e));
+      asked = null;
+      askOnce();
     });
+    askOnce(); // the socket may have said hello before this extension was set up
     window.comfyPapaPicker = { state, refreshPending };
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {

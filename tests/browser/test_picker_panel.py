@@ -1,0 +1,189 @@
+"""The picker panel in real Chromium: label with mouse and keyboard, reload, two tabs."""
+
+import json
+import shutil
+import time
+import uuid
+
+import pytest
+import requests
+
+from harness.browser import open_app
+from harness.graph import queue, wait
+from harness.paths import REPO
+from harness.picker import answer, cancel, history, pending, picker_graph
+
+DIALOG = ".papa-overlay .papa-dialog"
+TILES = ".papa-overlay .papa-tile"
+NODE_GALLERY = ".papa-picker:not(.papa-overlay .papa-picker)"
+
+SET_WIDGETS = """(values) => {
+  for (const node of app.graph.nodes) {
+    for (const [name, value] of Object.entries(values[node.type] || {})) {
+      node.widgets.find((w) => w.name === name).value = value;
+    }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def server(comfy):
+    # A fresh user gets the template browser on top of the canvas; mark the tutorial as seen.
+    requests.post(comfy.url + "/settings/Comfy.TutorialCompleted", json=True, timeout=10)
+    return comfy
+
+
+def _client_id(page) -> str:
+    page.wait_for_function("() => !!window.app.api?.clientId || !!sessionStorage.clientId")
+    return page.evaluate("() => sessionStorage.getItem('clientId')")
+
+
+def _history_entry(url: str, profile: str, timeout: float = 300.0) -> dict:
+    """The finished run whose PAPAProfile node used `profile`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in requests.get(url + "/history", timeout=10).json().values():
+            nodes = entry["prompt"][2].values()
+            named = any(n["inputs"].get("name") == profile for n in nodes)
+            if named and entry.get("status", {}).get("completed") is not None:
+                return entry
+        time.sleep(0.5)
+    raise TimeoutError(f"no finished run for profile {profile}")
+
+
+def _cancel_left_over(url: str, client_id: str) -> None:
+    """A failed test must not leave the shared server's queue paused at a picker."""
+    for req in pending(url, client_id):
+        cancel(url, req["request_id"])
+
+
+def _page_papa_errors(log) -> list[str]:
+    """Errors from our module or our routes (the frontend's own api.comfy.org lookups aside)."""
+    return [e for e in log.errors if "papa_picker" in e or "/papa/" in e]
+
+
+def test_loop_workflow_labelled_with_mouse_and_keyboard_trains_the_profile(
+    server, browser, artifacts
+):
+    wf = json.loads((REPO / "workflows" / "papa_loop_sd15.json").read_text())
+    name = f"ui-{uuid.uuid4().hex[:8]}"
+    page, log = open_app(browser, server.url)
+    cid = _client_id(page)
+    try:
+        page.evaluate("async (wf) => { await app.loadGraphData(wf); }", wf)
+        values = {
+            "PAPAProfile": {"name": name},
+            "PAPACandidateSampler": {"count": 3, "steps": 2},
+            "PAPAFineTune": {"steps": 2, "batch_size": 3, "timesteps_per_sample": 1},
+            "KSampler": {"steps": 2},
+        }
+        page.evaluate(SET_WIDGETS, values)
+        page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+        page.wait_for_selector(DIALOG, timeout=180_000)
+        tiles = page.locator(TILES)
+        assert tiles.count() == 3
+        assert page.locator(f"{DIALOG} .papa-submit").is_disabled()
+        assert f"Profile {name}" in page.locator(f"{DIALOG} .papa-head").inner_text()
+
+        tiles.nth(0).click()  # like
+        tiles.nth(1).click()
+        tiles.nth(1).click()  # like -> dislike
+        page.keyboard.press("3")
+        page.keyboard.press("l")  # like
+        page.keyboard.press("3")
+        page.keyboard.press("d")  # changed mind: dislike
+        page.keyboard.press("s")  # ...and skip it after all
+        page.keyboard.press("l")  # no: like
+        page.keyboard.press(" ")
+        assert page.locator(".papa-overlay .papa-zoom .papa-big").count() == 1
+        page.keyboard.press(" ")
+        assert page.locator(".papa-overlay .papa-grid").count() == 1
+
+        labels = [tiles.nth(i).get_attribute("aria-label") for i in range(3)]
+        assert [lab.split(": ")[1] for lab in labels] == ["liked", "disliked", "liked"]
+        badges = page.locator(".papa-overlay .papa-badge").all_inner_texts()
+        assert badges == ["\u2713", "\u2717", "\u2713"]
+        # The node's own gallery is a view of the same state.
+        node_tiles = page.locator(f"{NODE_GALLERY} .papa-tile")
+        assert node_tiles.count() == 3
+        assert page.locator(f"{NODE_GALLERY} .papa-dislike").count() == 1
+        assert not page.locator(f"{DIALOG} .papa-submit").is_disabled()
+        page.locator(DIALOG).screenshot(path=str(artifacts / "picker_panel.png"))
+
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
+        assert "Saved" in page.locator(f"{NODE_GALLERY} .papa-msg").inner_text()
+        entry = _history_entry(server.url, name)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        # The fine-tune reported its progress to the panel while it trained.
+        page.wait_for_selector(f"{NODE_GALLERY} .papa-progress-text", timeout=30_000)
+        assert "step" in page.locator(f"{NODE_GALLERY} .papa-progress-text").inner_text()
+        assert not _page_papa_errors(log), log.errors
+    finally:
+        _cancel_left_over(server.url, cid)
+        page.context.close()
+    rows = history(server.base, name)
+    assert [r["label"] for r in rows] == [1.0, -1.0, 1.0]
+    manifest = server.base / "models" / "papa_profiles" / name / "manifest.json"
+    assert json.loads(manifest.read_text())["round"] == 1
+    docs = REPO / "docs"
+    docs.mkdir(exist_ok=True)
+    shutil.copyfile(artifacts / "picker_panel.png", docs / "picker_panel.png")
+
+
+def test_reload_while_waiting_shows_the_request_again_and_the_answer_is_accepted(
+    server, checkpoint_name, browser
+):
+    page, log = open_app(browser, server.url)
+    cid = _client_id(page)
+    try:
+        graph = picker_graph(checkpoint_name, count=2, seed=71)
+        prompt_id = queue(server.url, graph.prompt(), cid)
+        page.wait_for_selector(DIALOG, timeout=120_000)
+        page.reload(wait_until="domcontentloaded")
+        page.wait_for_function("() => window.app && window.app.graph", timeout=60_000)
+        assert _client_id(page) == cid, "the frontend keeps its client id across a reload"
+        page.wait_for_selector(DIALOG, timeout=30_000)
+        page.locator(TILES).nth(1).click()
+        page.locator(f"{DIALOG} .papa-submit").click()
+        page.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
+        result = wait(server.url, prompt_id, 60)
+        assert result.ok, result.error()
+        labels = list(result.outputs["picker"]["papa_feedback"][0]["labels"].values())
+        assert labels == ["skip", "like"]
+        assert not _page_papa_errors(log), log.errors
+    finally:
+        _cancel_left_over(server.url, cid)
+        page.context.close()
+
+
+def test_only_the_queuing_tab_shows_the_request_and_a_stale_id_is_refused(
+    server, checkpoint_name, browser
+):
+    tab_a, log_a = open_app(browser, server.url)
+    tab_b, log_b = open_app(browser, server.url)
+    cid_a, cid_b = _client_id(tab_a), _client_id(tab_b)
+    try:
+        assert cid_a != cid_b
+        graph = picker_graph(checkpoint_name, count=2, seed=81)
+        prompt_id = queue(server.url, graph.prompt(), cid_a)
+        tab_a.wait_for_selector(DIALOG, timeout=120_000)
+        rid = pending(server.url, cid_a)[0]["request_id"]
+        assert pending(server.url, cid_b) == []
+        tab_b.reload(wait_until="domcontentloaded")  # B asks /papa/pending on load: still nothing
+        tab_b.wait_for_function("() => window.app && window.app.graph", timeout=60_000)
+        tab_b.wait_for_timeout(1500)
+        assert tab_b.locator(".papa-overlay").count() == 0
+        tab_a.keyboard.press("1")
+        tab_a.keyboard.press("d")
+        tab_a.keyboard.press("Enter")
+        tab_a.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
+        assert wait(server.url, prompt_id, 60).ok
+        stale = answer(server.url, rid, ["like", "like"])
+        assert stale.status_code == 409 and rid in stale.json()["error"]
+        assert tab_b.locator(".papa-overlay").count() == 0
+        assert not _page_papa_errors(log_a) and not _page_papa_errors(log_b)
+    finally:
+        _cancel_left_over(server.url, cid_a)
+        tab_a.context.close()
+        tab_b.context.close()
