@@ -1,7 +1,6 @@
 """The picker panel in real Chromium: label with mouse and keyboard, reload, two tabs."""
 
 import json
-import shutil
 import time
 import uuid
 
@@ -126,9 +125,6 @@ def test_loop_workflow_labelled_with_mouse_and_keyboard_trains_the_profile(
     assert [r["label"] for r in rows] == [1.0, -1.0, 1.0]
     manifest = server.base / "models" / "papa_profiles" / name / "manifest.json"
     assert json.loads(manifest.read_text())["round"] == 1
-    docs = REPO / "docs"
-    docs.mkdir(exist_ok=True)
-    shutil.copyfile(artifacts / "picker_panel.png", docs / "picker_panel.png")
 
 
 def test_reload_while_waiting_shows_the_request_again_and_the_answer_is_accepted(
