@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .nodes.digits import DigitsDemoLoader, SimulatedUser
 from .nodes.export import ExportLoRA
 from .nodes.finetune import FineTune
 from .nodes.labels import Labels
@@ -20,6 +21,8 @@ class PapaExtension(ComfyExtension):
             Labels,
             FineTune,
             ExportLoRA,
+            DigitsDemoLoader,
+            SimulatedUser,
         ]
 
 

@@ -2,7 +2,12 @@
 
 import requests
 
-PACK_NODES = {"PAPACandidateSampler", "PAPAPreferencePicker"}
+PACK_NODES = {
+    "PAPACandidateSampler",
+    "PAPAPreferencePicker",
+    "PAPADigitsDemoLoader",
+    "PAPASimulatedUser",
+}
 
 
 def test_every_node_is_in_object_info(comfy):

@@ -1,0 +1,55 @@
+"""The digits model's architecture and noise schedule, shared by training, loading and the bench.
+
+Torch-free, so the training script, the loader and the safetensors metadata read the same values.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+UNET_WEIGHTS = ASSETS / "digits_unet.safetensors"
+CLASSIFIER_WEIGHTS = ASSETS / "digits_classifier.safetensors"
+
+IMAGE_SIZE = 32  # MNIST's 28x28 padded by 2 pixels on each side
+CHANNELS = 3  # gray repeated, so ComfyUI's 3-channel pixel-space VAE maps IMAGE <-> latent
+CONTEXT_DIM = 32  # the (constant, all-zero) conditioning token; see model.empty_conditioning
+
+# ComfyUI's openaimodel.UNetModel: 32/64/64 channels, one res block per level, a transformer
+# (self-attention, plus cross-attention to the single zero token) only at 8x8 (level 3 and the
+# middle). Small enough to train in ~30 minutes on 2 CPU cores.
+UNET_CONFIG: dict = {
+    "image_size": IMAGE_SIZE,
+    "in_channels": CHANNELS,
+    "out_channels": CHANNELS,
+    "model_channels": 32,
+    "num_res_blocks": [1, 1, 1],
+    "channel_mult": [1, 2, 2],
+    "transformer_depth": [0, 0, 1],
+    "transformer_depth_middle": 1,
+    "transformer_depth_output": [0, 0, 0, 0, 1, 1],
+    "use_spatial_transformer": True,
+    "context_dim": CONTEXT_DIM,
+    "use_linear_in_transformer": True,
+    "num_head_channels": 32,
+    "num_heads": -1,
+    "legacy": False,
+    "adm_in_channels": None,
+    "use_temporal_attention": False,
+    "use_temporal_resblock": False,
+}
+
+# DDPM (Ho et al. 2020): T = 1000 betas linear in beta from 1e-4 to 0.02. ComfyUI's
+# make_beta_schedule calls this "sqrt_linear" (its "linear" is SD's schedule, linear in sqrt(beta)).
+SAMPLING_SETTINGS: dict = {
+    "beta_schedule": "sqrt_linear",
+    "linear_start": 1e-4,
+    "linear_end": 0.02,
+    "timesteps": 1000,
+}
+
+
+def config_json() -> str:
+    """The architecture and schedule as one JSON string, for the weights' metadata."""
+    return json.dumps({"unet": UNET_CONFIG, "sampling": SAMPLING_SETTINGS}, sort_keys=True)
