@@ -59,8 +59,10 @@ class RunResult:
         return any(name == "execution_interrupted" for name, _ in self.messages)
 
 
-def queue(url: str, prompt: dict, client_id: str | None = None) -> str:
+def queue(url: str, prompt: dict | Graph, client_id: str | None = None) -> str:
     """POST /prompt; raises with the server's validation errors when refused."""
+    if isinstance(prompt, Graph):
+        prompt = prompt.prompt()
     body = {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex}
     r = requests.post(url + "/prompt", json=body, timeout=30)
     if r.status_code != 200:
