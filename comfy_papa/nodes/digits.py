@@ -55,6 +55,7 @@ class SimulatedUser(io.ComfyNode):
             node_id="PAPASimulatedUser",
             display_name="PAPA Simulated User",
             category=CATEGORY,
+            is_output_node=True,
             description="Labels candidates like an artist would, from a rule: liked (+1) when "
             "the digit classifier reads a preferred digit and/or the image meets a rule on its "
             "strokes, slant or size; disliked (-1) otherwise. Lets the loop run unattended.",
