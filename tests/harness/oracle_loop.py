@@ -1,11 +1,14 @@
 """An unattended PAPA loop through the real nodes, labelled by a synthetic oracle.
 
 The oracle likes a candidate when its mean latent value is above a threshold (the median of the
-base model's samples), i.e. "likes images brighter than the base model's median" in latent space.
-Used by the learning test and by bench/learning_margin.py (which measures the margin over seeds).
+base model's samples): "likes images brighter than the base model's median" (for the pixel-space
+digits model, more ink). Used by the learning test and by bench/learning_margin.py, which measures
+the margin over seeds.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -13,37 +16,54 @@ from .graph import Graph, run
 from .outputs import saved_latent
 
 
-def _nodes(g: Graph, checkpoint: str, profile: str, size: int):
-    ckpt = g.node("CheckpointLoaderSimple", ckpt_name=checkpoint)
-    pos = g.node("CLIPTextEncode", clip=ckpt[1], text="a bright sky")
-    neg = g.node("CLIPTextEncode", clip=ckpt[1], text="")
-    empty = g.node("EmptyLatentImage", width=size, height=size, batch_size=1)
+@dataclass(frozen=True)
+class Source:
+    """Where the base model comes from, and how candidates are sampled."""
+
+    kind: str = "digits"  # "digits" (PAPA Digits Demo Loader) or "checkpoint"
+    checkpoint: str = ""
+    size: int = 32
+    steps: int = 12
+    sampler: str = "euler"
+    scheduler: str = "normal"
+
+
+def _nodes(g: Graph, src: Source, profile: str):
     prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
-    model = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
-    return ckpt, pos, neg, empty, prof, model
+    if src.kind == "digits":
+        loader = g.node("PAPADigitsDemoLoader", batch_size=1)
+        base, pos, neg, empty = loader[0], loader[2], loader[2], loader[3]
+    else:
+        ckpt = g.node("CheckpointLoaderSimple", ckpt_name=src.checkpoint)
+        base = ckpt[0]
+        pos = g.node("CLIPTextEncode", clip=ckpt[1], text="a bright sky")[0]
+        neg = g.node("CLIPTextEncode", clip=ckpt[1], text="")[0]
+        empty = g.node("EmptyLatentImage", width=src.size, height=src.size, batch_size=1)[0]
+    model = g.node("PAPAApplyProfile", model=base, profile=prof[0], strength=1.0)
+    return base, pos, neg, empty, prof, model
 
 
-def _sampler(g, model, pos, neg, empty, count, seed, steps):
+def _sampler(g, src: Source, model, pos, neg, empty, count, seed):
     return g.node(
         "PAPACandidateSampler",
         node_id="cand",
         model=model[0],
-        positive=pos[0],
-        negative=neg[0],
-        latent=empty[0],
+        positive=pos,
+        negative=neg,
+        latent=empty,
         count=count,
         seed=seed,
-        steps=steps,
+        steps=src.steps,
         cfg=1.0,
-        sampler_name="euler",
-        scheduler="normal",
+        sampler_name=src.sampler,
+        scheduler=src.scheduler,
     )
 
 
-def sample_latents(server, checkpoint, profile, count, seed, size=32, steps=4) -> torch.Tensor:
+def sample_latents(server, src: Source, profile: str, count: int, seed: int) -> torch.Tensor:
     g = Graph()
-    ckpt, pos, neg, empty, prof, model = _nodes(g, checkpoint, profile, size)
-    cand = _sampler(g, model, pos, neg, empty, count, seed, steps)
+    base, pos, neg, empty, prof, model = _nodes(g, src, profile)
+    cand = _sampler(g, src, model, pos, neg, empty, count, seed)
     g.node("SaveLatent", node_id="save", samples=cand[0], filename_prefix=f"oracle_{profile}")
     r = run(server.url, g, timeout=600)
     assert r.ok, r.error()
@@ -54,45 +74,40 @@ def brightness(latents: torch.Tensor) -> torch.Tensor:
     return latents.float().flatten(1).mean(1)
 
 
-def labelled_round(
-    server,
-    checkpoint,
-    profile,
-    threshold,
-    seed,
-    finetune: dict,
-    count=8,
-    dislike="-",
-    size=32,
-    steps=4,
-) -> dict:
-    """Sample, label by the oracle, fine-tune: one round. Returns the fine-tune node's ui."""
-    lat = sample_latents(server, checkpoint, profile, count, seed, size, steps)
+def labelled_round(server, src, profile, threshold, seed, finetune: dict, count=8, dislike="-"):
+    """Sample, label by the oracle, fine-tune: one round. Returns labels and the node's ui."""
+    lat = sample_latents(server, src, profile, count, seed)
     labels = " ".join("+" if b > threshold else dislike for b in brightness(lat).tolist())
     g = Graph()
-    ckpt, pos, neg, empty, prof, model = _nodes(g, checkpoint, profile, size)
-    cand = _sampler(g, model, pos, neg, empty, count, seed, steps)
+    base, pos, neg, empty, prof, model = _nodes(g, src, profile)
+    cand = _sampler(g, src, model, pos, neg, empty, count, seed)
     fb = g.node("PAPALabels", metadata=cand[1], labels=labels, profile=prof[0])
-    g.node("PAPAFineTune", node_id="ft", model=ckpt[0], feedback=fb[0], profile=prof[0], **finetune)
+    g.node("PAPAFineTune", node_id="ft", model=base, feedback=fb[0], profile=prof[0], **finetune)
     r = run(server.url, g, timeout=900)
     assert r.ok, r.error()
     return {"labels": labels, "ui": r.outputs["ft"]}
 
 
-def liked_fraction(server, checkpoint, profile, threshold, n=32, seed=90_000, size=32) -> float:
-    lat = sample_latents(server, checkpoint, profile, n, seed, size)
+def liked_fraction(server, src, profile, threshold, n=64, seed=90_000) -> float:
+    lat = sample_latents(server, src, profile, n, seed)
     return float((brightness(lat) > threshold).float().mean())
 
 
-def run_loop(
-    server, checkpoint, profile, finetune: dict, rounds=5, count=8, seed=0, dislike="-"
-) -> dict:
-    base = sample_latents(server, checkpoint, profile, 32, 50_000 + seed)
+def run_loop(server, src, profile, finetune: dict, rounds=5, count=8, seed=0, dislike="-"):
+    """Base threshold, liked fraction before, `rounds` oracle-labelled rounds, fraction after."""
+    base = sample_latents(server, src, profile, 64, 50_000 + seed)
     threshold = float(brightness(base).median())
-    before = liked_fraction(server, checkpoint, profile, threshold, seed=90_000 + seed)
+    before = liked_fraction(server, src, profile, threshold, seed=90_000 + seed)
     for r in range(rounds):
         labelled_round(
-            server, checkpoint, profile, threshold, 1000 * (seed + 1) + r * count, finetune, count
+            server,
+            src,
+            profile,
+            threshold,
+            1000 * (seed + 1) + r * count,
+            finetune,
+            count,
+            dislike,
         )
-    after = liked_fraction(server, checkpoint, profile, threshold, seed=90_000 + seed)
+    after = liked_fraction(server, src, profile, threshold, seed=90_000 + seed)
     return {"threshold": threshold, "before": before, "after": after}
