@@ -210,9 +210,10 @@ class TrainingRound:
                     self.losses.append(stats["loss"])
                 else:
                     self.skipped_steps += 1
+            preview = None
             if self.progress:
-                self.progress(step + 1, steps, stats["loss"])
-            pbar.update_absolute(step + 1, steps)  # also raises if the run was interrupted
+                preview = self.progress(step + 1, steps, stats["loss"], self.losses)
+            pbar.update_absolute(step + 1, steps, preview)  # raises if the run was interrupted
         self.seconds = time.perf_counter() - start
 
 

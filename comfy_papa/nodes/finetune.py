@@ -4,20 +4,25 @@ from comfy_api.latest import io
 
 from ..host.rounds import finetune
 from ..host.train import TrainSettings
-from .plots import loss_curve_image
+from .plots import loss_curve_image, loss_curve_pil
 from .types import CATEGORY, Feedback, Profile
 
 _D = TrainSettings()
 
 
 def _send_progress(profile: str):
+    """Per step: the loss to the picker panel; every few steps the loss curve as the node's
+    progress preview."""
     from server import PromptServer
 
-    def progress(step: int, steps: int, loss: float) -> None:
+    def progress(step: int, steps: int, loss: float, losses: list[float]):
         PromptServer.instance.send_sync(
             "papa.train_progress",
             {"profile": profile, "step": step, "steps": steps, "loss": loss},
         )
+        if step == steps or step % 5 == 0:
+            return ("JPEG", loss_curve_pil(losses, f"{profile}: step {step}/{steps}"), 384)
+        return None
 
     return progress
 

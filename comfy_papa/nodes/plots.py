@@ -6,6 +6,12 @@ from PIL import Image, ImageDraw
 
 
 def loss_curve_image(losses: list[float], title: str, size=(384, 192)) -> torch.Tensor:
+    """The curve as a ComfyUI IMAGE [1, H, W, 3] in [0, 1]."""
+    arr = np.asarray(loss_curve_pil(losses, title, size), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr)[None]
+
+
+def loss_curve_pil(losses: list[float], title: str, size=(384, 192)) -> Image.Image:
     w, h = size
     img = Image.new("RGB", size, (24, 24, 28))
     draw = ImageDraw.Draw(img)
@@ -20,5 +26,4 @@ def loss_curve_image(losses: list[float], title: str, size=(384, 192)) -> torch.
         ]
         draw.line(pts, fill=(90, 200, 255), width=2)
         draw.text((8, h - 14), f"min {lo:.4g}  max {hi:.4g}", fill=(160, 160, 160))
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr)[None]
+    return img

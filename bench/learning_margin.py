@@ -1,0 +1,107 @@
+"""How far 5 oracle-labelled rounds move the liked fraction, PAPA and EPAPA, over seeds.
+
+Runs the real nodes in a real ComfyUI server (the same loop as tests/host/test_learning.py) and
+prints a table; writes bench/results/learning_margin.json. The test's asserted margin is chosen
+from these numbers.
+
+    .host/venv/bin/python bench/learning_margin.py [--seeds 3] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from harness.comfy_server import ComfyServer, make_base_directory  # noqa: E402
+from harness.oracle_loop import Source, run_loop  # noqa: E402
+from harness.tiny_models import ensure_tiny_models  # noqa: E402
+
+FINETUNE = dict(
+    cut=0.4,
+    steps=20,
+    learning_rate=1e-3,
+    rank=8,
+    alpha=8.0,
+    c_pref=0.1,
+    c_sim=0.009,
+    batch_size=16,
+    timesteps_per_sample=4,
+    gradient_checkpointing=False,
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--methods", default="PAPA,EPAPA")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ComfyServer(make_base_directory(Path(tmp), ensure_tiny_models())).start()
+        try:
+            for method in args.methods.split(","):
+                for seed in range(args.seeds):
+                    t = time.perf_counter()
+                    ft = dict(FINETUNE, method=method, seed=seed)
+                    res = run_loop(
+                        server,
+                        Source(),
+                        f"margin-{method}-{seed}",
+                        ft,
+                        rounds=args.rounds,
+                        seed=seed,
+                    )
+                    res.update(method=method, seed=seed, seconds=time.perf_counter() - t)
+                    rows.append(res)
+                    print(
+                        f"{method:6} seed {seed}: liked {res['before']:.2f} -> "
+                        f"{res['after']:.2f} ({res['seconds']:.0f}s)",
+                        flush=True,
+                    )
+        finally:
+            server.stop()
+    summary = {}
+    print(f"\n{'method':8}{'before':>8}{'after':>8}{'min gain':>10}{'mean gain':>10}")
+    for method in args.methods.split(","):
+        mine = [r for r in rows if r["method"] == method]
+        gains = [r["after"] - r["before"] for r in mine]
+        summary[method] = {
+            "before_mean": statistics.mean(r["before"] for r in mine),
+            "after_mean": statistics.mean(r["after"] for r in mine),
+            "min_gain": min(gains),
+            "mean_gain": statistics.mean(gains),
+        }
+        s = summary[method]
+        print(
+            f"{method:8}{s['before_mean']:>8.2f}{s['after_mean']:>8.2f}"
+            f"{s['min_gain']:>10.2f}{s['mean_gain']:>10.2f}"
+        )
+    out = HERE / "results" / "learning_margin.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "finetune": FINETUNE,
+                "rounds": args.rounds,
+                "runs": rows,
+                "summary": summary,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
