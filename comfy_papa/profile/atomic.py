@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .faults import point
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -26,13 +28,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     path = Path(path)
     tmp = path.with_name(f"{TMP_PREFIX}{os.getpid()}-{path.name}")
     try:
+        point(f"write:{path.name}:begin")
         write(tmp)
+        point(f"write:{path.name}:written")
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        point(f"write:{path.name}:synced")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    point(f"write:{path.name}:renamed")
     fsync_dir(path.parent)
 
 
@@ -47,9 +53,11 @@ def atomic_write_json(path: Path, obj) -> None:
 def append_line_durable(path: Path, line: str) -> None:
     """Append one line and fsync before returning: once acknowledged, it survives a crash."""
     data = (line.rstrip("\n") + "\n").encode()
+    point(f"append:{Path(path).name}:begin")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
+        point(f"append:{Path(path).name}:written")
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from ..core.replay import ReplayBuffer
 from .atomic import TMP_PREFIX, append_line_durable, atomic_write, atomic_write_json, fsync_dir
+from .faults import point
 from .names import ProfileError, validate_profile_name, validate_token
 
 FORMAT = "comfy-papa-profile/1"
@@ -216,11 +217,13 @@ class Profile:
         meta = {"request_id": request_id, "round": str(round_), "ids": json.dumps(ids)}
         meta["extra"] = json.dumps(extra or {})
         _save_tensors(self._pending_dir() / f"{request_id}.safetensors", tensors, meta)
+        point("feedback:pending-saved")
         now = time.time()
-        for cid, lab in zip(ids, labels, strict=True):
+        for i, (cid, lab) in enumerate(zip(ids, labels, strict=True)):
             line = {"ts": now, "request_id": request_id, "round": round_, "candidate": cid}
             line["label"] = float(lab)
             append_line_durable(self.dir / "history.jsonl", json.dumps(line))
+            point(f"feedback:history-line-{i}")
 
     def pending(self) -> list[PendingFeedback]:
         out = []
@@ -323,6 +326,7 @@ class Profile:
         tmp = self._rounds_dir() / f"{TMP_PREFIX}r{r:04d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
+        point("commit:tmpdir-created")
         try:
             replay_t, replay_meta = state.replay.to_safetensors()
             parts = {
@@ -342,6 +346,7 @@ class Profile:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            point("commit:round-renamed")
             fsync_dir(self._rounds_dir())
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -358,8 +363,10 @@ class Profile:
         manifest["rounds"] = [*manifest.get("rounds", []), {"round": r, "stats": stats or {}}]
         atomic_write_json(self.dir / "manifest.json", manifest)
         self.manifest = manifest
-        for rid in consumed_requests:
+        point("commit:manifest-written")
+        for i, rid in enumerate(consumed_requests):
             (self._pending_dir() / f"{rid}.safetensors").unlink(missing_ok=True)
+            point(f"commit:pending-removed-{i}")
 
     def rollback(self, r: int) -> None:
         """Make round r current; later rounds move to archive/ (nothing is deleted)."""
@@ -382,9 +389,11 @@ class Profile:
             manifest["base_fingerprint"] = None
         atomic_write_json(self.dir / "manifest.json", manifest)
         self.manifest = manifest
+        point("rollback:manifest-written")
         for d in sorted(self._rounds_dir().glob("r[0-9]*")):
             if int(d.name[1:]) > r:
                 os.replace(d, archive / d.name)
+                point(f"rollback:archived-{d.name}")
 
     def set_node_requests(self, requests: dict) -> None:
         """Remember the Profile node's last rollback/reset values (one-shot actions)."""
