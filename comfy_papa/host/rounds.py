@@ -25,6 +25,11 @@ from .train import (
 
 def record_if_new(profile: Profile, fb: Feedback) -> str:
     """Persist feedback that did not come through the picker (which records on arrival)."""
+    if fb.profile and fb.profile != profile.name:
+        raise ValueError(
+            f"This feedback was collected for profile {fb.profile!r}, but Fine-tune trains "
+            f"profile {profile.name!r}. Connect the same PAPA Profile node to both."
+        )
     if fb.request_id and (
         fb.request_id in profile.manifest.get("consumed_requests", [])
         or any(p.request_id == fb.request_id for p in profile.pending())
