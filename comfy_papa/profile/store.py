@@ -162,6 +162,35 @@ class Profile:
             if data and not data.endswith(b"\n"):
                 keep = data[: data.rfind(b"\n") + 1]
                 atomic_write(hist, lambda tmp: tmp.write_bytes(keep))
+        self._complete_history(consumed)
+
+    def _complete_history(self, consumed: set[str]) -> None:
+        """A crash between saving a pending file and its last history line leaves the request
+        half in the history: append its missing lines (the pending file is the commit point)."""
+        files = [f for f in self._pending_dir().glob("*.safetensors") if f.stem not in consumed]
+        if not files:
+            return
+        hist = self.dir / "history.jsonl"
+        have = set()
+        if hist.exists():
+            for line in hist.read_text(errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                    have.add((row["request_id"], row["candidate"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # history() reports corrupted lines
+        for f in files:
+            try:
+                tensors, meta = _load_tensors(f)
+                ids, rid, round_ = json.loads(meta["ids"]), meta["request_id"], int(meta["round"])
+                labels = tensors["labels"].tolist()
+            except (SafetensorError, OSError, KeyError, ValueError):
+                continue  # pending() reports the corrupted file
+            for cid, lab in zip(ids, labels, strict=False):
+                if (rid, cid) not in have:
+                    line = {"ts": f.stat().st_mtime, "request_id": rid, "round": round_}
+                    line.update(candidate=cid, label=float(lab), recovered=True)
+                    append_line_durable(hist, json.dumps(line))
 
     # ---- identity ------------------------------------------------------------------------
     @property
