@@ -149,9 +149,17 @@ class Profile:
             else:
                 tmp.unlink(missing_ok=True)
         current = self.round
+        # Rounds above the current one: a commit that crashed before its manifest (delete), or a
+        # rollback that crashed before archiving them (finish the move: nothing is deleted).
+        archive = self.manifest.get("rollback_archive")
         for d in self._rounds_dir().glob("r[0-9]*"):
             if d.is_dir() and int(d.name[1:]) > current:
-                shutil.rmtree(d)
+                dest = self.dir / "archive" / Path(str(archive)).name if archive else None
+                if dest is not None and not (dest / d.name).exists():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    os.replace(d, dest / d.name)
+                else:
+                    shutil.rmtree(d)
         consumed = set(self.manifest.get("consumed_requests", []))
         for f in self._pending_dir().glob("*.safetensors"):
             if f.stem in consumed:
@@ -390,6 +398,7 @@ class Profile:
         )
         manifest["label_counts"] = state.replay.label_counts()
         manifest["rounds"] = [*manifest.get("rounds", []), {"round": r, "stats": stats or {}}]
+        manifest.pop("rollback_archive", None)
         atomic_write_json(self.dir / "manifest.json", manifest)
         self.manifest = manifest
         point("commit:manifest-written")
@@ -414,6 +423,7 @@ class Profile:
         manifest["round"] = r
         manifest["updated"] = time.time()
         manifest["rounds"] = [x for x in manifest.get("rounds", []) if x["round"] <= r]
+        manifest["rollback_archive"] = archive.name  # recovery finishes an interrupted move
         if r == 0:
             manifest["base_fingerprint"] = None
         atomic_write_json(self.dir / "manifest.json", manifest)
