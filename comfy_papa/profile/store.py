@@ -18,7 +18,9 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,27 @@ class PendingFeedback:
     meta: dict
 
 
+_locks: dict[Path, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _dir_lock(path: Path) -> threading.RLock:
+    """One lock per profile folder in this process: recovery on open must never take another
+    thread's live write (temp files, a half-appended request) for a crash's leftovers."""
+    key = Path(os.path.abspath(path))
+    with _locks_guard:
+        return _locks.setdefault(key, threading.RLock())
+
+
+def _locked(method: Callable) -> Callable:
+    def wrapper(self, *args, **kwargs):
+        with _dir_lock(self.dir):
+            return method(self, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -95,6 +118,11 @@ class Profile:
     @classmethod
     def open(cls, root: Path, name: str, create: bool = True) -> Profile:
         p = cls(root, name)
+        with _dir_lock(p.dir):
+            return p._open(create)
+
+    def _open(self, create: bool) -> Profile:
+        p, name = self, self.name
         manifest = p.dir / "manifest.json"
         if not manifest.exists():
             if not create:
@@ -223,6 +251,7 @@ class Profile:
     def _pending_dir(self) -> Path:
         return self.dir / "pending"
 
+    @_locked
     def record_feedback(
         self,
         request_id: str,
@@ -262,6 +291,7 @@ class Profile:
             append_line_durable(self.dir / "history.jsonl", json.dumps(line))
             point(f"feedback:history-line-{i}")
 
+    @_locked
     def pending(self) -> list[PendingFeedback]:
         out = []
         for f in sorted(self._pending_dir().glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
@@ -287,6 +317,7 @@ class Profile:
             )
         return out
 
+    @_locked
     def history(self) -> list[dict]:
         path = self.dir / "history.jsonl"
         if not path.exists():
@@ -306,6 +337,7 @@ class Profile:
     def round_dir(self, r: int) -> Path:
         return self._rounds_dir() / f"r{r:04d}"
 
+    @_locked
     def load_round(self, r: int | None = None) -> RoundState:
         """The committed state of round r (default: current); round 0 is the empty start."""
         r = self.round if r is None else r
@@ -343,6 +375,7 @@ class Profile:
             info=info,
         )
 
+    @_locked
     def commit_round(
         self,
         state: RoundState,
@@ -406,6 +439,7 @@ class Profile:
             (self._pending_dir() / f"{rid}.safetensors").unlink(missing_ok=True)
             point(f"commit:pending-removed-{i}")
 
+    @_locked
     def rollback(self, r: int) -> None:
         """Make round r current; later rounds move to archive/ (nothing is deleted)."""
         if not 0 <= r <= self.round:
@@ -434,6 +468,7 @@ class Profile:
                 os.replace(d, archive / d.name)
                 point(f"rollback:archived-{d.name}")
 
+    @_locked
     def set_node_requests(self, requests: dict) -> None:
         """Remember the Profile node's last rollback/reset values (one-shot actions)."""
         if self.manifest.get("node_requests") == requests:
