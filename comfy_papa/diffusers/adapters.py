@@ -89,8 +89,10 @@ class PeftAdapter:
         return out
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """The profile / ComfyUI LORA_MODEL layout: lora_up, lora_down and alpha per module."""
-        out = {k: v.detach().float().cpu().clone() for k, v in self.parameters().items()}
+        """The profile / ComfyUI LORA_MODEL layout: lora_up, lora_down and alpha per module, as
+        matrices (ComfyUI flattens a convolution's down to [rank, in * kh * kw], up to
+        [out, rank])."""
+        out = {k: v.detach().float().cpu().flatten(1).clone() for k, v in self.parameters().items()}
         for p in self.names.values():
             out[f"{p}.alpha"] = torch.tensor(float(self.alpha))
         return dict(sorted(out.items()))
@@ -107,13 +109,13 @@ class PeftAdapter:
             )
         with torch.no_grad():
             for k, p in params.items():
-                if sd[k].shape != p.shape:
+                if sd[k].numel() != p.numel() or sd[k].shape[0] != p.shape[0]:
                     raise ValueError(
                         f"the profile's adapter has {k} shaped {tuple(sd[k].shape)}, this UNet "
                         f"needs {tuple(p.shape)} (another rank or model?). Keep the rank the "
                         "profile was made with, or open a new profile."
                     )
-                p.copy_(sd[k])
+                p.copy_(sd[k].reshape(p.shape))
         alphas = {float(sd[f"{n}.alpha"]) for n in self.names.values() if f"{n}.alpha" in sd}
         if alphas and alphas != {float(self.alpha)}:
             raise ValueError(

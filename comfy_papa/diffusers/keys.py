@@ -149,8 +149,15 @@ def module_map(param_map: dict[str, str]) -> dict[str, str]:
     }
 
 
-def comfy_to_peft(comfy_sd: dict[str, torch.Tensor], ldm_to_diffusers: dict[str, str]):
-    """ComfyUI layout -> (peft state dict with 'unet.' prefix, {diffusers module: alpha})."""
+def comfy_to_peft(
+    comfy_sd: dict[str, torch.Tensor],
+    ldm_to_diffusers: dict[str, str],
+    weight_shapes: dict[str, torch.Size],
+):
+    """ComfyUI layout -> (peft state dict with 'unet.' prefix, {diffusers module: alpha}).
+
+    ComfyUI keeps a convolution's LoRA as matrices (down [rank, in * kh * kw], up [out, rank]);
+    peft's lora_A / lora_B are convolutions shaped after the base weight (`weight_shapes`)."""
     modules = module_map(ldm_to_diffusers)
     peft_sd, alphas = {}, {}
     names = sorted(
@@ -164,8 +171,11 @@ def comfy_to_peft(comfy_sd: dict[str, torch.Tensor], ldm_to_diffusers: dict[str,
                 "made for another architecture."
             )
         d = modules[ldm]
-        peft_sd[f"unet.{d}.lora_A.weight"] = comfy_sd[f"{name}.lora_down.weight"]
-        peft_sd[f"unet.{d}.lora_B.weight"] = comfy_sd[f"{name}.lora_up.weight"]
+        shape = weight_shapes[d]
+        down, up = comfy_sd[f"{name}.lora_down.weight"], comfy_sd[f"{name}.lora_up.weight"]
+        rank = down.shape[0]
+        peft_sd[f"unet.{d}.lora_A.weight"] = down.reshape(rank, *shape[1:])
+        peft_sd[f"unet.{d}.lora_B.weight"] = up.reshape(shape[0], rank, *[1] * (len(shape) - 2))
         alpha = comfy_sd.get(f"{name}.alpha")
         alphas[d] = (
             float(alpha)
@@ -198,7 +208,9 @@ def comfy_to_kohya(
     comfy_sd: dict[str, torch.Tensor], unet: torch.nn.Module
 ) -> dict[str, torch.Tensor]:
     """A ComfyUI / PAPA LoRA as a kohya LoRA for `pipe.load_lora_weights`."""
-    return peft_to_kohya(*comfy_to_peft(comfy_sd, ldm_to_diffusers_map(unet)))
+    shapes = {k[: -len(".weight")]: v.shape for k, v in unet.state_dict().items()}
+    shapes.update({k.replace(".base_layer", ""): v for k, v in shapes.items()})
+    return peft_to_kohya(*comfy_to_peft(comfy_sd, ldm_to_diffusers_map(unet), shapes))
 
 
 def is_comfy_layout(sd: dict[str, torch.Tensor]) -> bool:

@@ -106,10 +106,12 @@ def _cond_group(conds: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, torch.Tensor]:
+    """Adam state as named tensors, shaped like the profile's matrices (ComfyUI's layout)."""
     out = {}
     for i, name in enumerate(names):
         for k, v in opt.state_dict()["state"].get(i, {}).items():
-            out[f"{name}::{k}"] = torch.as_tensor(v).detach().cpu().clone()
+            v = torch.as_tensor(v).detach().cpu()
+            out[f"{name}::{k}"] = (v.flatten(1) if v.ndim > 2 else v).clone()
     return out
 
 
@@ -117,11 +119,15 @@ def _restore_optimizer(opt: torch.optim.Optimizer, names: list[str], flat: dict)
     if not flat:
         return
     sd = opt.state_dict()
+    shapes = [p.shape for group in opt.param_groups for p in group["params"]]
     state = {}
     for i, name in enumerate(names):
         entry = {
             k.split("::", 1)[1]: v.clone() for k, v in flat.items() if k.startswith(name + "::")
         }
+        for k, v in entry.items():
+            if v.ndim >= 2 and v.numel() == shapes[i].numel():
+                entry[k] = v.reshape(shapes[i])
         if entry:
             state[i] = entry
     sd["state"] = state
@@ -210,11 +216,15 @@ class PapaSession:
         context: torch.Tensor | None = None,
         eta: float = 1.0,
         personalised: bool = True,
+        size: int | None = None,
     ) -> Candidates:
-        """n candidates from the personalised model (or the base one), remembered for labels."""
+        """n candidates from the personalised model (or the base one), remembered for labels.
+
+        `size`: latent side (default: the UNet config's sample_size)."""
         unet = self.denoiser.unet
         cfg = unet.config
-        size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
+        if size is None:
+            size = cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]
         device = next(unet.parameters()).device
         gen = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn((n, cfg.in_channels, size, size), generator=gen).to(device)
