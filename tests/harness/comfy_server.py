@@ -44,10 +44,17 @@ def make_base_directory(base: Path, models: Path | None) -> Path:
 class ComfyServer:
     """One ComfyUI process. `start()` waits until HTTP answers; `kill()` is a real SIGKILL."""
 
-    def __init__(self, base: Path, port: int | None = None, extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        base: Path,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self.base = base
         self.port = port or free_port()
         self.extra_args = extra_args or []
+        self.env = dict(env or {})  # added to os.environ at each start (e.g. COMFY_PAPA_FAULT)
         self.proc: subprocess.Popen | None = None
         self.log_path = base / "comfyui.log"
 
@@ -73,6 +80,7 @@ class ComfyServer:
         ]
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "2")
+        env.update(self.env)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, cwd=str(COMFYUI), stdout=self._log, stderr=subprocess.STDOUT, env=env
