@@ -52,12 +52,25 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def append_line_durable(path: Path, line: str) -> None:
     """Append one line and fsync before returning: once acknowledged, it survives a crash."""
-    data = (line.rstrip("\n") + "\n").encode()
+    append_lines_durable(path, [line])
+
+
+def append_lines_durable(path: Path, lines: list[str]) -> None:
+    """Append lines and fsync; on any error (a full disk: short write) cut the file back to its
+    old size, so no torn line is left in the middle of it."""
+    data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
     point(f"append:{Path(path).name}:begin")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        point(f"append:{Path(path).name}:written")
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            point(f"append:{Path(path).name}:written")
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)

@@ -14,6 +14,7 @@ Only safetensors and JSON are ever read from disk.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -29,7 +30,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core.replay import ReplayBuffer
-from .atomic import TMP_PREFIX, append_line_durable, atomic_write, atomic_write_json, fsync_dir
+from .atomic import (
+    TMP_PREFIX,
+    append_line_durable,
+    append_lines_durable,
+    atomic_write,
+    atomic_write_json,
+    fsync_dir,
+)
 from .faults import point
 from .names import ProfileError, validate_profile_name, validate_token
 
@@ -81,6 +89,13 @@ def _locked(method: Callable) -> Callable:
 
     wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
     return wrapper
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC, also as safetensors reports it (a SafetensorError, not an OSError)."""
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, SafetensorError) and "No space left" in str(e)
 
 
 def _sha256(path: Path) -> str:
@@ -282,14 +297,29 @@ class Profile:
         tensors.update({f"cond.{k}": v for k, v in (cond or {}).items()})
         meta = {"request_id": request_id, "round": str(round_), "ids": json.dumps(ids)}
         meta["extra"] = json.dumps(extra or {})
-        _save_tensors(self._pending_dir() / f"{request_id}.safetensors", tensors, meta)
-        point("feedback:pending-saved")
+        pending = self._pending_dir() / f"{request_id}.safetensors"
         now = time.time()
-        for i, (cid, lab) in enumerate(zip(ids, labels, strict=True)):
+        lines = []
+        for cid, lab in zip(ids, labels, strict=True):
             line = {"ts": now, "request_id": request_id, "round": round_, "candidate": cid}
             line["label"] = float(lab)
-            append_line_durable(self.dir / "history.jsonl", json.dumps(line))
-            point(f"feedback:history-line-{i}")
+            lines.append(json.dumps(line))
+        try:
+            _save_tensors(pending, tensors, meta)
+            point("feedback:pending-saved")
+            try:
+                append_lines_durable(self.dir / "history.jsonl", lines)
+            except BaseException:
+                pending.unlink(missing_ok=True)  # all or nothing: the answer can be retried
+                raise
+        except (OSError, SafetensorError) as e:
+            if not _disk_full(e):
+                raise
+            raise ProfileError(
+                f"Disk full: the labels of request {request_id} could not be saved in "
+                f"{self.dir} ({e}). Nothing was recorded; free some space and answer again."
+            ) from e
+        point("feedback:history-appended")
 
     @_locked
     def pending(self) -> list[PendingFeedback]:
@@ -385,6 +415,18 @@ class Profile:
         stats: dict | None = None,
     ) -> None:
         """Write round `state.round` (= current + 1) completely, then move the manifest to it."""
+        r = state.round
+        try:
+            self._commit_round(state, base_fingerprint, settings, consumed_requests, stats)
+        except (OSError, SafetensorError) as e:
+            if not _disk_full(e):
+                raise
+            raise ProfileError(
+                f"Disk full while saving round {r} of profile {self.name!r} in {self.dir} ({e}). "
+                f"The profile is still at round {self.round}; free some space and queue again."
+            ) from e
+
+    def _commit_round(self, state, base_fingerprint, settings, consumed_requests, stats) -> None:
         r = state.round
         if r != self.round + 1:
             raise ProfileError(
