@@ -292,6 +292,18 @@ class Profile:
             or (self._pending_dir() / f"{request_id}.safetensors").exists()
         ):
             raise ProfileError(f"Feedback for request {request_id} was already recorded.")
+        if not torch.isfinite(latents).all():
+            raise ProfileError(
+                f"Profile {self.name!r}: the candidates' latents contain non-finite values (NaN "
+                "or inf); nothing was recorded. Check the sampler's inputs and sample again."
+            )
+        expected = self._latent_shape()
+        if expected is not None and tuple(latents.shape[1:]) != expected:
+            raise ProfileError(
+                f"Profile {self.name!r} holds latents of shape {expected}; these candidates are "
+                f"{tuple(latents.shape[1:])} (another image size or model). Nothing was "
+                "recorded; sample at the profile's size, or use a new profile name."
+            )
         self._pending_dir().mkdir(exist_ok=True)
         tensors = {"latents": latents, "labels": torch.tensor(labels, dtype=torch.float32)}
         tensors.update({f"cond.{k}": v for k, v in (cond or {}).items()})
@@ -320,6 +332,21 @@ class Profile:
                 f"{self.dir} ({e}). Nothing was recorded; free some space and answer again."
             ) from e
         point("feedback:history-appended")
+
+    def _latent_shape(self) -> tuple[int, ...] | None:
+        """Per-candidate latent shape of what the profile already holds (None when empty)."""
+        from safetensors import safe_open
+
+        files = [self.round_dir(self.round) / "replay.safetensors"] if self.round else []
+        files += sorted(self._pending_dir().glob("*.safetensors"))
+        for f in files:
+            try:
+                with safe_open(str(f), framework="pt") as h:
+                    if "latents" in h.keys():
+                        return tuple(h.get_slice("latents").get_shape()[1:])
+            except (SafetensorError, OSError):
+                continue  # the loaders report corrupted files with their own message
+        return None
 
     @_locked
     def pending(self) -> list[PendingFeedback]:
@@ -416,6 +443,14 @@ class Profile:
     ) -> None:
         """Write round `state.round` (= current + 1) completely, then move the manifest to it."""
         r = state.round
+        bad = [
+            k for k, v in state.adapter.items() if v.is_floating_point() and not v.isfinite().all()
+        ]
+        if bad:
+            raise ProfileError(
+                f"Profile {self.name!r}: round {r}'s adapter has non-finite values in {bad[:3]}; "
+                f"it was not saved and the profile stays at round {self.round}."
+            )
         try:
             self._commit_round(state, base_fingerprint, settings, consumed_requests, stats)
         except (OSError, SafetensorError) as e:
