@@ -162,6 +162,8 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
         body = json.loads(b"".join(chunks).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadRequest(400, f"Body is not valid JSON ({e}).") from None
+    except RecursionError:  # '[[[[...' within the size cap: nested deeper than the parser goes
+        raise BadRequest(400, "Body is not valid JSON (nested too deeply).") from None
     if not isinstance(body, dict):
         raise BadRequest(400, 'Body must be a JSON object like {"request_id": "...", ...}.')
     rid = body.get("request_id")
