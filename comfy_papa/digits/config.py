@@ -16,16 +16,19 @@ IMAGE_SIZE = 32  # MNIST's 28x28 padded by 2 pixels on each side
 CHANNELS = 3  # gray repeated, so ComfyUI's 3-channel pixel-space VAE maps IMAGE <-> latent
 CONTEXT_DIM = 32  # the (constant, all-zero) conditioning token; see model.empty_conditioning
 
-# ComfyUI's openaimodel.UNetModel: 32/64/64 channels, one res block per level, a transformer
-# (self-attention, plus cross-attention to the single zero token) only at 8x8 (level 3 and the
-# middle). Small enough to train in ~30 minutes on 2 CPU cores.
+# ComfyUI's openaimodel.UNetModel: 64 channels at every level (32x32, 16x16, 8x8), one res block
+# per level, a transformer (self-attention, plus cross-attention to the single zero token) only at
+# 8x8 (level 3 and the middle). 64, not 32, channels at full resolution because ComfyUI's UNet uses
+# GroupNorm(32) and its last layer normalises the top level's channels: with 32 channels each is
+# its own group and loses its per-image mean, so the model could not remove the mean of the
+# initial noise (at sigma_max = 157 that left whole images white or gray).
 UNET_CONFIG: dict = {
     "image_size": IMAGE_SIZE,
     "in_channels": CHANNELS,
     "out_channels": CHANNELS,
-    "model_channels": 32,
+    "model_channels": 64,
     "num_res_blocks": [1, 1, 1],
-    "channel_mult": [1, 2, 2],
+    "channel_mult": [1, 1, 1],
     "transformer_depth": [0, 0, 1],
     "transformer_depth_middle": 1,
     "transformer_depth_output": [0, 0, 0, 0, 1, 1],

@@ -84,7 +84,7 @@ class SimulatedUser(io.ComfyNode):
                     step=0.1,
                     tooltip="The rule's threshold: stroke width in pixels, slant in degrees "
                     "(positive leans right) or size (bounding box) in pixels. 0 uses the rule's "
-                    "default (width 2.9 px, slant +10 / -2 degrees, size 20 px).",
+                    "default (width 2 px, slant +15 / 0 degrees, size 20 px).",
                 ),
                 io.Combo.Input(
                     "combine",
