@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..core.schedule import ModelKind
+from ..core.schedule import ModelKind, discrete_sigmas_from_betas
 
 _KINDS = {"epsilon": "eps", "v_prediction": "v"}
 
@@ -38,9 +38,11 @@ def scheduler_kind(scheduler) -> ModelKind:
 
 
 def scheduler_sigmas(scheduler) -> Tensor:
-    """The training schedule in sigma space, increasing, float64: sqrt((1 - abar) / abar)."""
-    abar = scheduler.alphas_cumprod.detach().to("cpu", torch.float64)
-    return ((1 - abar) / abar).sqrt()
+    """The training schedule in sigma space, increasing, float64: sqrt((1 - abar) / abar).
+
+    From the betas in float64 (as ComfyUI builds its table), not diffusers' float32 alphas_cumprod,
+    whose 1 - abar loses ~1e-4 relative precision at the clean end."""
+    return discrete_sigmas_from_betas(scheduler.betas.detach().to("cpu", torch.float64))
 
 
 def x0_from_output(out: Tensor, x_ve: Tensor, sigma: Tensor, kind: ModelKind) -> Tensor:

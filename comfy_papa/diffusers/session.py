@@ -276,6 +276,11 @@ class PapaSession:
             del self._candidates[i]
         return rid
 
+    def forget(self, ids: list[str]) -> None:
+        """Drop sampled candidates that will not be labelled."""
+        for i in ids:
+            self._candidates.pop(i, None)
+
     def _merge_pending(self, state: RoundState) -> tuple[ReplayBuffer, dict, list[str]]:
         replay = copy.deepcopy(state.replay)
         conds = dict(state.conds)

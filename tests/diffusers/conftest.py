@@ -56,3 +56,21 @@ def sd15_scheduler():
         set_alpha_to_one=False,
         steps_offset=1,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_dir():
+    """A tiny diffusers digits model (scripts/make_tiny_diffusers.py), trained once and cached
+    under .host/test-models/ keyed by the script's hash."""
+    import hashlib
+    import subprocess
+
+    from harness.paths import MODEL_CACHE, REPO, VENV_PYTHON
+
+    script = REPO / "scripts" / "make_tiny_diffusers.py"
+    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:16]
+    out = MODEL_CACHE / f"diffusers-digits-{digest}"
+    if not (out / ".done").exists():
+        subprocess.run([str(VENV_PYTHON), str(script), str(out)], check=True)
+        (out / ".done").write_text("ok\n")
+    return out
