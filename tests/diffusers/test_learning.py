@@ -78,3 +78,24 @@ def test_reopened_session_continues_from_the_committed_round(session, tmp_path, 
     torch.testing.assert_close(a, b)
     base = again.sample(2, seed=7, steps=4, personalised=False).latents
     assert (a - base).abs().max() > 1e-4
+
+
+def test_epapa_profile_samples_with_the_adapter_only_above_the_cut(session):
+    cand = session.sample(4, seed=2, steps=4)
+    session.give_labels(cand.ids, [1, -1, 1, -1])
+    session.finetune(method="EPAPA", cut=0.4, steps=2, learning_rate=1e-3, batch_size=4)
+    events = []
+    enable = session.adapter.enable
+    session.adapter.enable = lambda on: (events.append(("gate", on)), enable(on))
+    session.denoiser.unet.register_forward_pre_hook(
+        lambda m, args: events.append(("unet", int(args[1][0])))
+    )
+    session.sample(1, seed=3, steps=10)
+    gates, on = {}, None
+    for kind, value in events:
+        if kind == "gate":
+            on = value
+        else:
+            gates[value] = on  # the adapter state each UNet call ran with, by timestep
+    assert gates and all(on == (t >= 400) for t, on in gates.items()), gates
+    assert any(gates.values()) and not all(gates.values())
