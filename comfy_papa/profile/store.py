@@ -210,9 +210,17 @@ class Profile:
         hist = self.dir / "history.jsonl"
         if hist.exists():
             data = hist.read_bytes()
-            if data and not data.endswith(b"\n"):
-                keep = data[: data.rfind(b"\n") + 1]
-                atomic_write(hist, lambda tmp: tmp.write_bytes(keep))
+            tail = data[data.rfind(b"\n") + 1 :]
+            fixed = None
+            if tail:
+                try:
+                    json.loads(tail)
+                    fixed = data + b"\n"  # a whole line torn just before its newline: keep it
+                except ValueError:
+                    if tail.startswith(b"{"):  # a torn append; anything else is reported, kept
+                        fixed = data[: len(data) - len(tail)]
+            if fixed is not None:
+                atomic_write(hist, lambda tmp: tmp.write_bytes(fixed))
         self._complete_history(consumed)
 
     def _complete_history(self, consumed: set[str]) -> None:
@@ -224,12 +232,12 @@ class Profile:
         hist = self.dir / "history.jsonl"
         have = set()
         if hist.exists():
-            for line in hist.read_text(errors="replace").splitlines():
+            for line in hist.read_bytes().splitlines():
                 try:
                     row = json.loads(line)
                     have.add((row["request_id"], row["candidate"]))
                 except (ValueError, KeyError, TypeError):
-                    continue  # history() reports corrupted lines
+                    return  # a corrupted history is reported by history(), never appended to
         for f in files:
             try:
                 tensors, meta = _load_tensors(f)
@@ -380,10 +388,10 @@ class Profile:
         if not path.exists():
             return []
         rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
+        for i, line in enumerate(path.read_bytes().splitlines(), 1):
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
                 raise ProfileError(
                     f"Profile {self.name!r}: {path} line {i} is corrupted ({e}). Nothing was "
                     "changed; repair or remove that line."
@@ -402,8 +410,8 @@ class Profile:
             return RoundState(0)
         d = self.round_dir(r)
         try:
-            info = json.loads((d / "round.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            info = json.loads((d / "round.json").read_bytes())
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
             raise ProfileError(
                 f"Profile {self.name!r}: {d / 'round.json'} is missing or corrupted ({e}). "
                 f"Nothing was changed; roll back to round {r - 1} with the PAPA Profile node."
