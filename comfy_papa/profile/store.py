@@ -98,6 +98,16 @@ def _disk_full(e: BaseException) -> bool:
     return isinstance(e, SafetensorError) and "No space left" in str(e)
 
 
+def _tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Checksum of named tensors' bytes (pending files carry it in their metadata)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -317,6 +327,7 @@ class Profile:
         tensors.update({f"cond.{k}": v for k, v in (cond or {}).items()})
         meta = {"request_id": request_id, "round": str(round_), "ids": json.dumps(ids)}
         meta["extra"] = json.dumps(extra or {})
+        meta["sha256"] = _tensors_sha256(tensors)
         pending = self._pending_dir() / f"{request_id}.safetensors"
         now = time.time()
         lines = []
@@ -363,6 +374,8 @@ class Profile:
             try:
                 tensors, meta = _load_tensors(f)
                 ids = json.loads(meta["ids"])
+                if "sha256" in meta and meta["sha256"] != _tensors_sha256(tensors):
+                    raise ValueError("checksum mismatch")
             except (SafetensorError, OSError, KeyError, ValueError) as e:
                 raise ProfileError(
                     f"Profile {self.name!r}: pending feedback file {f} is corrupted ({e}). "
