@@ -141,7 +141,12 @@ class TrainingRound:
                 return model_wrap(xs, ss, **extra_args)
 
             if self.settings.gradient_checkpointing and torch.is_grad_enabled():
-                outs.append(checkpoint(run, x[sel], sigma[sel], use_reentrant=False))
+                # Checkpoint along the batch: one candidate's pairs per segment, so the backward
+                # pass holds the activations (and patched weight copies) of one segment at a
+                # time instead of the whole batch's.
+                chunks = sel.split(self.settings.timesteps_per_sample)
+                parts = [checkpoint(run, x[c], sigma[c], use_reentrant=False) for c in chunks]
+                outs.append(torch.cat(parts))
             else:
                 outs.append(run(x[sel], sigma[sel]))
             order.append(sel)

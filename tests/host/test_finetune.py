@@ -181,3 +181,20 @@ def test_all_skip_feedback_is_refused_with_a_message(comfy, checkpoint_name, lab
     assert "Nothing to train on" in result.error()["exception_message"]
     p = Profile.open(profiles_dir(comfy), "ft-skips", create=False)
     assert p.round == 0 and [h["label"] for h in p.history()] == [0.0, 0.0]
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(comfy, checkpoint_name):
+    for name, ckpt_on in (("ft-ckpt-off", False), ("ft-ckpt-on", True)):
+        g = labelled_round(
+            checkpoint_name, name, "+ - + -", seed=4, steps=2, gradient_checkpointing=ckpt_on
+        )
+        assert run(comfy.url, g).ok
+    a = Profile.open(profiles_dir(comfy), "ft-ckpt-off", create=False).load_round().adapter
+    b = Profile.open(profiles_dir(comfy), "ft-ckpt-on", create=False).load_round().adapter
+    # Adam turns last-bit differences of near-zero gradients into full-size steps on a few
+    # elements, so compare the adapters as a whole: a broken backward would differ by ~100%.
+    # lora_down starts at zero, so its norm is what training moved.
+    down = [k for k in a if k.endswith("lora_down.weight")]
+    diff = sum((a[k] - b[k]).norm() ** 2 for k in down) ** 0.5
+    size = sum(a[k].norm() ** 2 for k in down) ** 0.5
+    assert size > 0 and diff / size < 2e-2, (diff, size)
