@@ -79,6 +79,40 @@ def save_safetensors(tensors: dict, path: Path, metadata: dict) -> None:
     os.replace(tmp, path)
 
 
+def save_resume(path: Path, net, ema: dict, opt, step: int, wall: float, losses: list) -> None:
+    """Resume state as safetensors (never pickle): weights, EMA, Adam state, progress."""
+    from safetensors.torch import save_file
+
+    from comfy_papa.host.train import flatten_optimizer
+
+    names = [str(i) for i in range(len(list(net.parameters())))]
+    tensors = {f"net.{k}": v for k, v in net.state_dict().items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.items()})
+    tensors.update({f"opt.{k}": v for k, v in flatten_optimizer(opt, names).items()})
+    meta = {"step": str(step), "wall": str(wall), "losses": json.dumps(losses)}
+    tmp = path.with_name("tmp-" + path.name)
+    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_resume(path: Path, net, ema: dict, opt) -> tuple[int, float, list]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from comfy_papa.host.train import restore_optimizer
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+    for k, v in tensors.items():
+        if k.startswith("ema."):
+            ema[k[4:]].copy_(v)
+    names = [str(i) for i in range(len(list(net.parameters())))]
+    restore_optimizer(opt, names, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")})
+    return int(meta["step"]), float(meta["wall"]), json.loads(meta["losses"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=1000)
@@ -127,14 +161,10 @@ def main() -> None:
     context = torch.zeros(args.batch, 1, 32)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = args.workdir / "last.pt"
+    ckpt_path = args.workdir / "last.safetensors"
     step, wall, losses = 0, 0.0, []
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
-        net.load_state_dict(ck["net"])
-        ema = ck["ema"]
-        opt.load_state_dict(ck["opt"])
-        step, wall, losses = ck["step"], ck["wall"], ck["losses"]
+        step, wall, losses = load_resume(ckpt_path, net, ema, opt)
         print(f"resumed at step {step} ({wall:.0f}s so far)", flush=True)
 
     net.train()
@@ -178,10 +208,7 @@ def main() -> None:
             print(f"step {step} loss {recent:.4f} {el:.0f}s {rate:.0f} img/s", flush=True)
         if step % args.save_every == 0 or step == args.steps:
             wall = time.monotonic() - t_start
-            state = {"net": net.state_dict(), "ema": ema, "opt": opt.state_dict()}
-            state.update(step=step, wall=wall, losses=losses)
-            torch.save(state, args.workdir / "tmp.pt")
-            os.replace(args.workdir / "tmp.pt", ckpt_path)
+            save_resume(ckpt_path, net, ema, opt, step, wall, losses)
 
     wall = time.monotonic() - t_start
     final_loss = sum(losses[-100:]) / min(100, len(losses))

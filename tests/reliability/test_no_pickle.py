@@ -19,9 +19,7 @@ PATTERN = re.compile(
     r"|np\.load\s*\(|numpy\.load\s*\(|\.to_pickle\(|read_pickle\("
     r"|[\"'][^\"'\n]*\.(pt|pth|ckpt|bin|npy|npz|pkl|pickle)[\"']"
 )
-KNOWN = {
-    "scripts/train_digits.py": "resume file last.pt via torch.save / torch.load(weights_only=False)"
-}
+KNOWN: dict[str, str] = {}
 
 
 def _sources():
