@@ -26,9 +26,10 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
 fi
 echo
 echo "  comfy-papa demo: open http://127.0.0.1:$PORT"
-echo "  Workflow: menu Workflow > Browse Templates > comfy-papa > papa_loop_sd15"
-echo "  (the tiny random checkpoint papa_tiny_sd15.safetensors is preselected; it makes noise,"
-echo "   not pictures: load your own SD1.5 checkpoint for real images)"
+echo "  Open the workflow: menu Workflow > Browse Templates > comfy-papa > papa_digits_demo"
+echo "  (the digits model ships with the pack: no download, runs on the CPU)."
+echo "  papa_loop_sd15 / epapa_loop_sdxl are the same loop for your own checkpoints"
+echo "  (papa_tiny_sd15.safetensors, a tiny random test checkpoint, is there to try the wiring)."
 echo
 cd "$ROOT/.host/ComfyUI"
 exec "$PY" main.py "${DEVICE_ARGS[@]}" --listen 127.0.0.1 --port "$PORT" \

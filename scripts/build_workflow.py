@@ -1,0 +1,159 @@
+"""Turn an API-format graph into a frontend workflow file (+ thumbnail) with the real frontend.
+
+Starts a ComfyUI server with the pack, loads the graph with the frontend's own app.loadApiJson,
+arranges it, adds a Note node with the given text, and saves the serialised workflow and a JPEG of
+the canvas. Used to (re)build workflows/papa_digits_demo.json:
+
+    .host/venv/bin/python scripts/build_workflow.py digits
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
+
+1. Queue (Ctrl+Enter). The Candidate Sampler draws 10 digits from the current model.
+2. The picker panel opens: click a digit to cycle like / dislike / skip (or keys 1-9, L, D, S),
+   then Submit (Enter).
+3. Fine-tune trains the profile "digits-taste" on everything you labelled so far and the
+   KSampler below renders 8 digits with the personalised model.
+4. Queue again for the next round. Roll back or reset in the PAPA Profile node.
+
+Runs on the CPU with no download: the model (PAPA Digits Demo Loader) ships with the pack."""
+
+
+def digits_graph() -> dict:
+    return {
+        "1": {"class_type": "PAPADigitsDemoLoader", "inputs": {"batch_size": 8}},
+        "2": {
+            "class_type": "PAPAProfile",
+            "inputs": {"name": "digits-taste", "rollback_to_round": -1, "reset": False},
+        },
+        "3": {
+            "class_type": "PAPAApplyProfile",
+            "inputs": {"model": ["1", 0], "profile": ["2", 0], "strength": 1.0},
+        },
+        "4": {
+            "class_type": "PAPACandidateSampler",
+            "inputs": {
+                "model": ["3", 0],
+                "positive": ["1", 2],
+                "negative": ["1", 2],
+                "latent": ["1", 3],
+                "count": 10,
+                "seed": 0,
+                "steps": 20,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+            },
+        },
+        "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 1]}},
+        "6": {
+            "class_type": "PAPAPreferencePicker",
+            "inputs": {
+                "images": ["5", 0],
+                "candidates": ["4", 1],
+                "profile": ["2", 0],
+                "timeout": 1800,
+                "on_timeout": "fail",
+            },
+        },
+        "7": {
+            "class_type": "PAPAFineTune",
+            "inputs": {
+                "model": ["1", 0],
+                "feedback": ["6", 0],
+                "profile": ["2", 0],
+                "method": "PAPA",
+                "cut": 0.4,
+                "steps": 20,
+                "learning_rate": 1e-3,
+                "rank": 8,
+                "alpha": 8.0,
+                "c_pref": 0.1,
+                "c_sim": 0.009,
+                "batch_size": 16,
+                "timesteps_per_sample": 4,
+                "seed": 0,
+                "gradient_checkpointing": False,
+            },
+        },
+        "8": {
+            "class_type": "KSampler",
+            "inputs": {
+                "model": ["7", 0],
+                "positive": ["1", 2],
+                "negative": ["1", 2],
+                "latent_image": ["1", 3],
+                "seed": 1,
+                "steps": 20,
+                "cfg": 1.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+            },
+        },
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 1]}},
+        "10": {"class_type": "PreviewImage", "inputs": {"images": ["9", 0]}},
+    }
+
+
+GRAPHS = {"digits": ("papa_digits_demo", digits_graph, DIGITS_NOTE)}
+
+BUILD_JS = """async ([api, note]) => {
+  await window.app.loadApiJson(api, "workflow");
+  const g = window.app.graph;
+  g.arrange();
+  const n = LiteGraph.createNode("Note");
+  n.pos = [20, -260]; n.size = [560, 240];
+  n.widgets[0].value = note;
+  g.add(n);
+  window.app.canvas.ds.offset = [40, 300];
+  window.app.canvas.ds.scale = 0.7;
+  window.app.canvas.setDirty(true, true);
+  return g.serialize();
+}"""
+
+
+def main() -> None:
+    import requests
+    from playwright.sync_api import sync_playwright
+
+    from harness.browser import launch, open_app
+    from harness.comfy_server import ComfyServer, make_base_directory
+
+    stem, build, note = GRAPHS[sys.argv[1]]
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ComfyServer(make_base_directory(Path(tmp), None)).start()
+        try:
+            # no first-run template browser over the canvas
+            requests.post(server.url + "/settings/Comfy.TutorialCompleted", json=True, timeout=10)
+            with sync_playwright() as p:
+                browser = launch(p)
+                page, _log = open_app(browser, server.url)
+                wf = page.evaluate(BUILD_JS, [build(), note])
+                page.wait_for_timeout(500)
+                shot = Path(tmp) / "thumb.png"
+                page.screenshot(path=str(shot))
+                browser.close()
+        finally:
+            server.stop()
+        from PIL import Image
+
+        Image.open(shot).convert("RGB").resize((700, 450)).save(
+            REPO / "workflows" / f"{stem}.jpg", quality=80
+        )
+    (REPO / "workflows" / f"{stem}.json").write_text(json.dumps(wf, indent=1) + "\n")
+    print(f"wrote workflows/{stem}.json and .jpg")
+
+
+if __name__ == "__main__":
+    main()
