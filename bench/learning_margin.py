@@ -27,14 +27,14 @@ from harness.tiny_models import ensure_tiny_models  # noqa: E402
 
 FINETUNE = dict(
     cut=0.4,
-    steps=20,
-    learning_rate=1e-3,
+    steps=10,
+    learning_rate=2e-3,
     rank=8,
     alpha=8.0,
     c_pref=0.1,
     c_sim=0.009,
-    batch_size=16,
-    timesteps_per_sample=4,
+    batch_size=8,
+    timesteps_per_sample=2,
     gradient_checkpointing=False,
 )
 

@@ -23,7 +23,7 @@ class Source:
     kind: str = "digits"  # "digits" (PAPA Digits Demo Loader) or "checkpoint"
     checkpoint: str = ""
     size: int = 32
-    steps: int = 12
+    steps: int = 8
     sampler: str = "euler"
     scheduler: str = "normal"
 
@@ -88,7 +88,7 @@ def labelled_round(server, src, profile, threshold, seed, finetune: dict, count=
     return {"labels": labels, "ui": r.outputs["ft"]}
 
 
-def liked_fraction(server, src, profile, threshold, n=64, seed=90_000) -> float:
+def liked_fraction(server, src, profile, threshold, n=32, seed=90_000) -> float:
     lat = sample_latents(server, src, profile, n, seed)
     return float((brightness(lat) > threshold).float().mean())
 
