@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from ..profile.atomic import atomic_write
-from ..profile.names import ProfileError, validate_profile_name
+from ..profile.names import ProfileError, validate_file_stem
 from ..profile.store import Profile
 
 
@@ -30,7 +30,7 @@ def lora_metadata(profile: Profile) -> dict[str, str]:
 
 def export_lora(profile: Profile, loras_dir: str | Path, stem: str) -> str:
     """Write `<loras_dir>/<stem>.safetensors` atomically; returns the file name."""
-    validate_profile_name(stem)
+    validate_file_stem(stem)
     if profile.round == 0:
         raise ProfileError(
             f"Profile {profile.name!r} has no trained round yet; run PAPA Fine-tune first."

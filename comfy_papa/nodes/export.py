@@ -6,7 +6,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from ..host.export import export_lora
-from ..profile.names import validate_profile_name
+from ..profile.names import validate_file_stem
 from .types import CATEGORY, Profile
 
 
@@ -34,7 +34,7 @@ class ExportLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, profile, filename) -> io.NodeOutput:
-        validate_profile_name(filename.rstrip("_-.") or "x")
+        validate_file_stem(filename.rstrip("_-.") or "x")
         p = profile.open()
         root = folder_paths.get_folder_paths("loras")[0]
         name = export_lora(p, root, f"{filename}{p.name}_r{p.round:04d}")

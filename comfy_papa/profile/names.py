@@ -32,6 +32,14 @@ def validate_profile_name(name: object) -> str:
     return name
 
 
+def validate_file_stem(stem: object) -> str:
+    """A file name (without extension) for models/loras: the same rules as profile names."""
+    try:
+        return validate_profile_name(stem)
+    except ProfileError as e:
+        raise ProfileError(str(e).replace("profile name", "file name", 1)) from None
+
+
 def validate_token(value: object, what: str = "request id") -> str:
     """Ids that name files (request ids): 1-64 of [A-Za-z0-9_-]."""
     if not isinstance(value, str) or not _TOKEN.fullmatch(value):
