@@ -24,5 +24,9 @@ test: host
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest tests -q -rs --durations=15
 
+bench: host
+	$(PY) bench/finetune_speed.py
+	$(PY) bench/learning_margin.py
+
 clean-host:
 	rm -rf .host
