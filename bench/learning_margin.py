@@ -28,7 +28,7 @@ from harness.tiny_models import ensure_tiny_models  # noqa: E402
 FINETUNE = dict(
     cut=0.4,
     steps=10,
-    learning_rate=2e-3,
+    learning_rate=5e-4,
     rank=8,
     alpha=8.0,
     c_pref=0.1,
@@ -44,13 +44,16 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--methods", default="PAPA,EPAPA")
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=FINETUNE["learning_rate"])
     args = ap.parse_args()
+    FINETUNE["learning_rate"] = args.lr
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(make_base_directory(Path(tmp), ensure_tiny_models())).start()
         try:
             for method in args.methods.split(","):
-                for seed in range(args.seeds):
+                for seed in range(args.first_seed, args.first_seed + args.seeds):
                     t = time.perf_counter()
                     ft = dict(FINETUNE, method=method, seed=seed)
                     res = run_loop(

@@ -26,6 +26,9 @@ class Source:
     steps: int = 8
     sampler: str = "euler"
     scheduler: str = "normal"
+    # The oracle only likes samples inside the range of the base model's own samples: a model
+    # that "gets brighter" by blowing up out of range is not learning a taste.
+    range_check: bool = True
 
 
 def _nodes(g: Graph, src: Source, profile: str):
@@ -74,10 +77,23 @@ def brightness(latents: torch.Tensor) -> torch.Tensor:
     return latents.float().flatten(1).mean(1)
 
 
-def labelled_round(server, src, profile, threshold, seed, finetune: dict, count=8, dislike="-"):
+def peak(latents: torch.Tensor) -> torch.Tensor:
+    return latents.float().flatten(1).abs().amax(1)
+
+
+def liked(latents: torch.Tensor, threshold: float, limit: float | None) -> torch.Tensor:
+    ok = brightness(latents) > threshold
+    if limit is not None:
+        ok &= peak(latents) <= limit
+    return ok
+
+
+def labelled_round(
+    server, src, profile, threshold, seed, finetune: dict, count=8, dislike="-", limit=None
+):
     """Sample, label by the oracle, fine-tune: one round. Returns labels and the node's ui."""
     lat = sample_latents(server, src, profile, count, seed)
-    labels = " ".join("+" if b > threshold else dislike for b in brightness(lat).tolist())
+    labels = " ".join("+" if ok else dislike for ok in liked(lat, threshold, limit).tolist())
     g = Graph()
     base, pos, neg, empty, prof, model = _nodes(g, src, profile)
     cand = _sampler(g, src, model, pos, neg, empty, count, seed)
@@ -88,16 +104,17 @@ def labelled_round(server, src, profile, threshold, seed, finetune: dict, count=
     return {"labels": labels, "ui": r.outputs["ft"]}
 
 
-def liked_fraction(server, src, profile, threshold, n=32, seed=90_000) -> float:
+def liked_fraction(server, src, profile, threshold, n=32, seed=90_000, limit=None) -> float:
     lat = sample_latents(server, src, profile, n, seed)
-    return float((brightness(lat) > threshold).float().mean())
+    return float(liked(lat, threshold, limit).float().mean())
 
 
 def run_loop(server, src, profile, finetune: dict, rounds=5, count=8, seed=0, dislike="-"):
     """Base threshold, liked fraction before, `rounds` oracle-labelled rounds, fraction after."""
     base = sample_latents(server, src, profile, 64, 50_000 + seed)
     threshold = float(brightness(base).median())
-    before = liked_fraction(server, src, profile, threshold, seed=90_000 + seed)
+    limit = float(peak(base).quantile(0.9)) * 1.1 if src.range_check else None
+    before = liked_fraction(server, src, profile, threshold, seed=90_000 + seed, limit=limit)
     for r in range(rounds):
         labelled_round(
             server,
@@ -108,6 +125,7 @@ def run_loop(server, src, profile, finetune: dict, rounds=5, count=8, seed=0, di
             finetune,
             count,
             dislike,
+            limit,
         )
-    after = liked_fraction(server, src, profile, threshold, seed=90_000 + seed)
-    return {"threshold": threshold, "before": before, "after": after}
+    after = liked_fraction(server, src, profile, threshold, seed=90_000 + seed, limit=limit)
+    return {"threshold": threshold, "limit": limit, "before": before, "after": after}
