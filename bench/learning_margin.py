@@ -46,8 +46,11 @@ def main() -> None:
     ap.add_argument("--methods", default="PAPA,EPAPA")
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=FINETUNE["learning_rate"])
+    ap.add_argument("--c-sim", type=float, default=FINETUNE["c_sim"])
+    ap.add_argument("--dislike", default="-", help='label for "not liked": "-" or "0" (skip)')
     args = ap.parse_args()
     FINETUNE["learning_rate"] = args.lr
+    FINETUNE["c_sim"] = args.c_sim
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(make_base_directory(Path(tmp), ensure_tiny_models())).start()
@@ -63,6 +66,7 @@ def main() -> None:
                         ft,
                         rounds=args.rounds,
                         seed=seed,
+                        dislike=args.dislike,
                     )
                     res.update(method=method, seed=seed, seconds=time.perf_counter() - t)
                     rows.append(res)
