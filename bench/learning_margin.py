@@ -22,21 +22,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from harness.comfy_server import ComfyServer, make_base_directory  # noqa: E402
-from harness.oracle_loop import Source, run_loop  # noqa: E402
+from harness.oracle_loop import DIGITS_FINETUNE, Source, run_loop  # noqa: E402
 from harness.tiny_models import ensure_tiny_models  # noqa: E402
 
-FINETUNE = dict(
-    cut=0.4,
-    steps=10,
-    learning_rate=5e-4,
-    rank=8,
-    alpha=8.0,
-    c_pref=0.1,
-    c_sim=0.009,
-    batch_size=8,
-    timesteps_per_sample=2,
-    gradient_checkpointing=False,
-)
+FINETUNE = dict(DIGITS_FINETUNE)
 
 
 def main() -> None:

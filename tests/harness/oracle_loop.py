@@ -15,6 +15,21 @@ import torch
 from .graph import Graph, run
 from .outputs import saved_latent
 
+# Fine-tune settings of the digits learning test and of bench/learning_margin.py, which measures
+# the margin the test asserts: one definition so the two cannot drift apart.
+DIGITS_FINETUNE = dict(
+    cut=0.4,
+    steps=10,
+    learning_rate=5e-4,
+    rank=8,
+    alpha=8.0,
+    c_pref=0.1,
+    c_sim=0.009,
+    batch_size=8,
+    timesteps_per_sample=2,
+    gradient_checkpointing=False,
+)
+
 
 @dataclass(frozen=True)
 class Source:
