@@ -23,38 +23,16 @@
 # to the default 20 steps from the measured s/step. Models run in the order sd15, sdxl, sd3, each
 # under its own time limit, so a slow one does not cost the others their results.
 set -uo pipefail
-OUT=${OUT:-/tmp/round_latency_out}
-mkdir -p "$OUT"
-PY=${PY:-python3}
+source bench/device_env.sh || exit 1
 FT_STEPS=${FT_STEPS:-6}
 EXTRA=${EXTRA:-}   # e.g. EXTRA="--checkpointing" or "--dtype bf16"
-export PYTHONUNBUFFERED=1
-
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-if ! "$PY" -c "import av" 2>/dev/null; then
-  mkdir -p /tmp/stub/av/subtitles
-  printf 'def __getattr__(name):\n    raise ImportError("av stub: " + name)\n' \
-    > /tmp/stub/av/__init__.py
-  printf 'class InputContainer: pass\nclass OutputContainer: pass\n' > /tmp/stub/av/container.py
-  : > /tmp/stub/av/subtitles/__init__.py
-  printf 'class SubtitleStream: pass\n' > /tmp/stub/av/subtitles/stream.py
-  export PYTHONPATH=/tmp/stub${PYTHONPATH:+:$PYTHONPATH}
-fi
-test -f .host/ComfyUI/comfy/sd.py || { echo "carry .host/ComfyUI"; exit 1; }
-
-{ nvidia-smi; "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"; } \
-  > "$OUT/gpu.txt" 2>&1
-cat "$OUT/gpu.txt"
+MODELS=${MODELS:-"sd15 sdxl sd3"}
 
 run() {  # model, seconds
   timeout "$2" "$PY" bench/round_latency.py --device cuda --models "$1" --ft-steps "$FT_STEPS" \
     $EXTRA --out "$OUT/round_latency_cuda_$1.json" 2>&1 | tee "$OUT/log_$1.txt"
 }
-run sd15 120
-run sdxl 220
-run sd3 200
+for m in $MODELS; do
+  case $m in sd15) run sd15 120 ;; sdxl) run sdxl 220 ;; sd3) run sd3 200 ;; esac
+done
 ls -l "$OUT"

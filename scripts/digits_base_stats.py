@@ -20,10 +20,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def import_comfy() -> None:
+def import_comfy(device: str = "cpu") -> None:
     sys.path.insert(0, str(REPO / ".host" / "ComfyUI"))
     sys.path.insert(0, str(REPO))
-    sys.argv = [sys.argv[0], "--cpu"]
+    sys.argv = [sys.argv[0]] + (["--cpu"] if device == "cpu" else [])
     import comfy.options
 
     comfy.options.enable_args_parsing()
@@ -82,9 +82,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--grid", type=Path, default=None, help="write the first 64 samples as a PNG")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
 
-    import_comfy()
+    import_comfy(args.device)
     import comfy.sample
 
     from comfy_papa.digits import rules

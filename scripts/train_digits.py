@@ -41,11 +41,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def import_comfy() -> None:
+def import_comfy(device: str = "cpu") -> None:
     sys.path.insert(0, str(REPO / ".host" / "ComfyUI"))
     sys.path.insert(0, str(REPO))
     # ComfyUI reads its command line at import; ask for the CPU like `main.py --cpu` would.
-    sys.argv = [sys.argv[0], "--cpu"]
+    sys.argv = [sys.argv[0]] + (["--cpu"] if device == "cpu" else [])
     import comfy.options
 
     comfy.options.enable_args_parsing()
@@ -75,7 +75,7 @@ def save_safetensors(tensors: dict, path: Path, metadata: dict) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -91,7 +91,7 @@ def save_resume(path: Path, net, ema: dict, opt, step: int, wall: float, losses:
     tensors.update({f"opt.{k}": v for k, v in flatten_optimizer(opt, names).items()})
     meta = {"step": str(step), "wall": str(wall), "losses": json.dumps(losses)}
     tmp = path.with_name("tmp-" + path.name)
-    save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
     os.replace(tmp, path)
 
 
@@ -135,16 +135,23 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/papa-digits-train"))
     ap.add_argument("--out", type=Path, default=REPO / "comfy_papa/assets/digits_unet.safetensors")
     ap.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower)")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (the reference: fits ~40 min on 2 cores) or cuda; the random draws are made on "
+        "the CPU either way, so a run differs across devices only by floating-point rounding",
+    )
     args = ap.parse_args()
 
-    import_comfy()
+    import_comfy(args.device)
     from comfy_papa.digits.config import SAMPLING_SETTINGS, config_json
     from comfy_papa.digits.data import load_digits, to_latent
     from comfy_papa.digits.model import build_base_model
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
     model = build_base_model()
-    net = model.diffusion_model
+    net = model.diffusion_model.to(dev)
     init_weights(net, torch.Generator().manual_seed(args.seed))
     ema = {k: v.detach().clone() for k, v in net.state_dict().items()}
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -156,9 +163,9 @@ def main() -> None:
     dc_weight = (1 + 1 / snr).clamp(max=args.dc_weight_cap)
 
     images, _ = load_digits()
-    data = to_latent(images)
+    data = to_latent(images).to(dev)
     n = data.shape[0]
-    context = torch.zeros(args.batch, 1, 32)
+    context = torch.zeros(args.batch, 1, 32, device=dev)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.workdir / "last.safetensors"
@@ -177,17 +184,17 @@ def main() -> None:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         idx = torch.randint(0, n, (args.batch,), generator=gen)
         t = torch.randint(0, T, (args.batch,), generator=gen)
-        eps = torch.randn(args.batch, *data.shape[1:], generator=gen)
-        a = abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * data[idx] + (1 - a).sqrt() * eps
+        eps = torch.randn(args.batch, *data.shape[1:], generator=gen).to(dev)
+        a = abar[t].view(-1, 1, 1, 1).to(dev)
+        xt = a.sqrt() * data[idx.to(dev)] + (1 - a).sqrt() * eps
         for g in opt.param_groups:
             g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
-            pred = net(xt, timesteps=t.float(), context=context)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=not args.no_bf16):
+            pred = net(xt, timesteps=t.float().to(dev), context=context)
         err = pred.float() - eps
         mse = err.pow(2).mean(dim=(1, 2, 3))
         dc = err.mean(dim=(1, 2, 3)).pow(2)
-        loss = (loss_weight[t] * mse + dc_weight[t] * dc).mean()
+        loss = (loss_weight[t].to(dev) * mse + dc_weight[t].to(dev) * dc).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -226,6 +233,7 @@ def main() -> None:
         "seed": args.seed,
         "bf16_autocast": not args.no_bf16,
         "threads": args.threads,
+        "device": args.device,
         "images_seen": step * args.batch,
         "train_seconds": round(wall, 1),
         "final_loss_mean_last_100_steps": round(final_loss, 5),
