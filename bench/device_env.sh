@@ -31,6 +31,5 @@ if ! "$PY" -c "import av" 2>/dev/null; then
   export PYTHONPATH=/tmp/stub${PYTHONPATH:+:$PYTHONPATH}
 fi
 test -f .host/ComfyUI/comfy/sd.py || { echo "carry .host/ComfyUI"; return 1; }
-{ nvidia-smi; "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))"; } \
-  > "$OUT/gpu.txt" 2>&1
-cat "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))"

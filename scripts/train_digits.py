@@ -75,7 +75,9 @@ def save_safetensors(tensors: dict, path: Path, metadata: dict) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata
+    )
     os.replace(tmp, path)
 
 
@@ -91,7 +93,9 @@ def save_resume(path: Path, net, ema: dict, opt, step: int, wall: float, losses:
     tensors.update({f"opt.{k}": v for k, v in flatten_optimizer(opt, names).items()})
     meta = {"step": str(step), "wall": str(wall), "losses": json.dumps(losses)}
     tmp = path.with_name("tmp-" + path.name)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta
+    )
     os.replace(tmp, path)
 
 

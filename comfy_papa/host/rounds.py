@@ -103,8 +103,18 @@ def personalise(model, lora_sd: dict, settings: dict, profile: str, round_: int,
     return out
 
 
-def finetune(model, feedback: Feedback, profile: Profile, settings: TrainSettings, progress=None):
-    """Train one round on the BASE model; returns (personalised MODEL, LORA_MODEL, stats)."""
+def finetune(
+    model,
+    feedback: Feedback,
+    profile: Profile,
+    settings: TrainSettings,
+    progress=None,
+    round_cls: type[TrainingRound] = TrainingRound,
+):
+    """Train one round on the BASE model; returns (personalised MODEL, LORA_MODEL, stats).
+
+    `round_cls` is the optimisation loop: the PAPA objective, or (benchmark only) a baseline's
+    subclass with its own loss on the same adapters, replay and sampling."""
     require_base_model(model, "PAPA Fine-tune")
     fingerprint = model_fingerprint(model)
     profile.check_base(fingerprint)
@@ -130,7 +140,7 @@ def finetune(model, feedback: Feedback, profile: Profile, settings: TrainSetting
             mp, settings.rank, settings.alpha, state.adapter or None, settings.seed
         )
         round_ = profile.round + 1
-        job = TrainingRound(
+        job = round_cls(
             adapters,
             replay,
             group_conditionings(conds),

@@ -155,6 +155,19 @@ class TrainingRound:
         inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
         return out[inverse]
 
+    def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
+        """One step's (sample, timestep) pairs: a replay minibatch expanded by Monte Carlo over
+        timesteps (`mc_timestep_batch`). The benchmark's baselines override this and
+        `compute_loss` to train the same adapters with their own objectives."""
+        idx = self.replay.sample(self.settings.batch_size, gen).to(device)
+        return mc_timestep_batch(
+            x0_all[idx], {"group": groups_all[idx]}, labels_all[idx], sigmas, kind, self.cfg, gen
+        )
+
+    def compute_loss(self, b: dict, x0_pred, x0_base):
+        """The PAPA loss of a batch from `make_batch`, given the adapted and base predictions."""
+        return papa_loss(x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], self.cfg)
+
     def run(self, model_wrap, extra_args) -> None:
         start = time.perf_counter()
         inner = model_wrap.inner_model
@@ -171,16 +184,7 @@ class TrainingRound:
         steps = self.settings.steps
         pbar = comfy.utils.ProgressBar(steps)
         for step in range(steps):
-            idx = self.replay.sample(self.settings.batch_size, gen).to(device)
-            b = mc_timestep_batch(
-                x0_all[idx],
-                {"group": groups_all[idx]},
-                labels_all[idx],
-                sigmas,
-                kind,
-                self.cfg,
-                gen,
-            )
+            b = self.make_batch(gen, x0_all, labels_all, groups_all, sigmas, kind, device)
             x_noisy = ms.noise_scaling(b["sigma"].to(dtype), b["noise"].to(dtype), b["x0"])
             sigma = b["sigma"].to(dtype)
             groups = b["cond"]["group"]
@@ -191,15 +195,7 @@ class TrainingRound:
                 finally:
                     self.adapters.gate.on = True
             x0_pred = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
-            loss, stats = papa_loss(
-                x0_pred.float(),
-                x0_base.float(),
-                b["x0"],
-                b["snr"],
-                b["coef"],
-                b["labels"],
-                self.cfg,
-            )
+            loss, stats = self.compute_loss(b, x0_pred.float(), x0_base.float())
             self.passes += len(sigma)
             self.optimizer.zero_grad(set_to_none=True)
             if not math.isfinite(stats["loss"]):
