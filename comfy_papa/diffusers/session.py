@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..core.objective import PapaConfig, mc_timestep_batch, noise_x, papa_loss
+from ..core.objective import mc_timestep_batch, noise_x, papa_loss
+from ..core.optim import flatten_optimizer, restore_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.schedule import cut_index
+from ..core.settings import FinetuneSettings
 from ..profile.atomic import atomic_write
 from ..profile.names import ProfileError
 from ..profile.store import Profile, RoundState
@@ -34,38 +36,6 @@ from .denoiser import Denoiser
 from .keys import peft_to_kohya
 
 EXPORT_FORMATS = ("kohya", "comfy", "peft")
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """The same names and defaults as the ComfyUI fine-tune node (host.train.TrainSettings)."""
-
-    method: str = "PAPA"
-    cut: float = 0.4
-    steps: int = 20
-    learning_rate: float = 1e-4
-    rank: int = 8
-    alpha: float = 8.0
-    c_pref: float = 0.1
-    c_sim: float = 0.009
-    dislike_weight: float = 0.5
-    dislike_cap: float = 1.5
-    batch_size: int = 8
-    timesteps_per_sample: int = 4
-    seed: int = 0
-    gradient_checkpointing: bool = False
-
-    def papa_config(self) -> PapaConfig:
-        if self.method not in ("PAPA", "EPAPA"):
-            raise ValueError(f"method must be 'PAPA' or 'EPAPA', got {self.method!r}.")
-        return PapaConfig(
-            c_pref=self.c_pref,
-            c_sim=self.c_sim,
-            dislike_weight=self.dislike_weight,
-            dislike_cap=self.dislike_cap,
-            timesteps_per_sample=self.timesteps_per_sample,
-            cut=self.cut if self.method == "EPAPA" else 0.0,
-        )
 
 
 @dataclass
@@ -103,35 +73,6 @@ def _cond_group(conds: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -
     g = (groups[-1] + 1) if groups else 0
     conds.update({f"g{g}.{k}": v for k, v in cond.items()})
     return g
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, torch.Tensor]:
-    """Adam state as named tensors, shaped like the profile's matrices (ComfyUI's layout)."""
-    out = {}
-    for i, name in enumerate(names):
-        for k, v in opt.state_dict()["state"].get(i, {}).items():
-            v = torch.as_tensor(v).detach().cpu()
-            out[f"{name}::{k}"] = (v.flatten(1) if v.ndim > 2 else v).clone()
-    return out
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, names: list[str], flat: dict) -> None:
-    if not flat:
-        return
-    sd = opt.state_dict()
-    shapes = [p.shape for group in opt.param_groups for p in group["params"]]
-    state = {}
-    for i, name in enumerate(names):
-        entry = {
-            k.split("::", 1)[1]: v.clone() for k, v in flat.items() if k.startswith(name + "::")
-        }
-        for k, v in entry.items():
-            if v.ndim >= 2 and v.numel() == shapes[i].numel():
-                entry[k] = v.reshape(shapes[i])
-        if entry:
-            state[i] = entry
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 class PapaSession:
@@ -321,7 +262,7 @@ class PapaSession:
         params = self.adapter.parameters()
         names = list(params)
         opt = torch.optim.AdamW(params.values(), lr=settings.learning_rate, weight_decay=0.0)
-        _restore_optimizer(opt, names, state.optimizer)
+        restore_optimizer(opt, names, state.optimizer)
         for group in opt.param_groups:
             group["lr"] = settings.learning_rate
         den = self.denoiser
@@ -355,7 +296,7 @@ class PapaSession:
                     self.adapter.enable(True)
             x0_pred = den(x, b["idx"], ctx)
             loss, stats = papa_loss(
-                x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], cfg
+                x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], cfg, b["anchor"]
             )
             passes += len(x)
             opt.zero_grad(set_to_none=True)
@@ -392,7 +333,7 @@ class PapaSession:
                 "alpha": str(self.adapter.alpha),
                 "naming": self.adapter.naming,
             },
-            optimizer=_flatten_optimizer(opt, names),
+            optimizer=flatten_optimizer(opt, names),
             replay=replay,
             conds=conds,
         )

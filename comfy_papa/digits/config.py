@@ -56,3 +56,32 @@ SAMPLING_SETTINGS: dict = {
 def config_json() -> str:
     """The architecture and schedule as one JSON string, for the weights' metadata."""
     return json.dumps({"unet": UNET_CONFIG, "sampling": SAMPLING_SETTINGS}, sort_keys=True)
+
+
+# The diffusers twin of the demo model (scripts/train_digits_diffusers.py, same data and loss):
+# a UNet2DModel on 1-channel gray in [-1, 1] (the classifier reads gray; no VAE to feed), saved with
+# save_pretrained as DIFFUSERS_MODEL/unet and DIFFUSERS_MODEL/scheduler. 32/64/64 channels, one
+# res block per level on the way down (diffusers adds one on the way up), self-attention at 8x8
+# and in the middle; GroupNorm(8) so that no channel is normalised alone (see UNET_CONFIG's note).
+DIFFUSERS_MODEL = ASSETS / "digits_diffusers"
+DIFFUSERS_UNET_CONFIG: dict = {
+    "sample_size": IMAGE_SIZE,
+    "in_channels": 1,
+    "out_channels": 1,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
+    "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+    "attention_head_dim": 32,
+    "norm_num_groups": 8,
+}
+# SAMPLING_SETTINGS in diffusers' words ("linear" there is linear in beta), no x0 clipping (the
+# ComfyUI samplers do none either).
+DIFFUSERS_SCHEDULER_CONFIG: dict = {
+    "num_train_timesteps": SAMPLING_SETTINGS["timesteps"],
+    "beta_schedule": "linear",
+    "beta_start": SAMPLING_SETTINGS["linear_start"],
+    "beta_end": SAMPLING_SETTINGS["linear_end"],
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+}

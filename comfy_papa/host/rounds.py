@@ -7,6 +7,7 @@ import secrets
 
 import torch
 
+from ..core.optim import flatten_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.schedule import sigma_cut
 from ..feedback import Feedback
@@ -14,13 +15,7 @@ from ..profile.store import Profile, RoundState
 from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
 from .conditioning import conditioning_to_tensors, tensors_to_conditioning
 from .models import model_fingerprint, require_base_model
-from .train import (
-    TrainingRound,
-    TrainSettings,
-    flatten_optimizer,
-    run_training,
-    schedule_sigmas,
-)
+from .train import TrainingRound, TrainSettings, run_training, schedule_sigmas
 
 
 def record_if_new(profile: Profile, fb: Feedback) -> str:

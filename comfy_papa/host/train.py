@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 
 import comfy.model_management
 import comfy.model_sampling
@@ -18,40 +17,14 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.objective import PapaConfig, mc_timestep_batch, papa_loss
+from ..core.objective import mc_timestep_batch, papa_loss
+from ..core.optim import restore_optimizer
 from ..core.replay import ReplayBuffer
+from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
 
-
-@dataclass(frozen=True)
-class TrainSettings:
-    method: str = "PAPA"
-    cut: float = 0.4
-    steps: int = 20
-    learning_rate: float = 1e-4
-    rank: int = 8
-    alpha: float = 8.0
-    c_pref: float = 0.1
-    c_sim: float = 0.009
-    dislike_weight: float = 0.5
-    dislike_cap: float = 1.5
-    batch_size: int = 8
-    timesteps_per_sample: int = 4
-    seed: int = 0
-    gradient_checkpointing: bool = False
-
-    def papa_config(self) -> PapaConfig:
-        return PapaConfig(
-            c_pref=self.c_pref,
-            c_sim=self.c_sim,
-            dislike_weight=self.dislike_weight,
-            dislike_cap=self.dislike_cap,
-            timesteps_per_sample=self.timesteps_per_sample,
-            cut=self.cut if self.method == "EPAPA" else 0.0,
-        )
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+# The node's settings; one definition with the diffusers backend's (core.settings).
+TrainSettings = FinetuneSettings
 
 
 def model_kind(model_sampling) -> str:
@@ -71,30 +44,6 @@ def model_kind(model_sampling) -> str:
 def schedule_sigmas(model_sampling) -> torch.Tensor:
     """The model's discrete sigma table, increasing, float64 on the CPU."""
     return model_sampling.sigmas.detach().to("cpu", torch.float64)
-
-
-def flatten_optimizer(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, torch.Tensor]:
-    """Adam state as named tensors (safetensors cannot hold the nested state_dict)."""
-    out = {}
-    for i, name in enumerate(names):
-        for k, v in opt.state_dict()["state"].get(i, {}).items():
-            out[f"{name}::{k}"] = torch.as_tensor(v).detach().cpu().clone()
-    return out
-
-
-def restore_optimizer(opt: torch.optim.Optimizer, names: list[str], flat: dict) -> None:
-    if not flat:
-        return
-    sd = opt.state_dict()
-    state = {}
-    for i, name in enumerate(names):
-        entry = {
-            k.split("::", 1)[1]: v.clone() for k, v in flat.items() if k.split("::", 1)[0] == name
-        }
-        if entry:
-            state[i] = entry
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 class TrainingRound:
@@ -144,7 +93,7 @@ class TrainingRound:
                 # Checkpoint along the batch: one candidate's pairs per segment, so the backward
                 # pass holds the activations (and patched weight copies) of one segment at a
                 # time instead of the whole batch's.
-                chunks = sel.split(self.settings.timesteps_per_sample)
+                chunks = sel.split(self.settings.pairs_per_sample)
                 parts = [checkpoint(run, x[c], sigma[c], use_reentrant=False) for c in chunks]
                 outs.append(torch.cat(parts))
             else:
@@ -166,7 +115,9 @@ class TrainingRound:
 
     def compute_loss(self, b: dict, x0_pred, x0_base):
         """The PAPA loss of a batch from `make_batch`, given the adapted and base predictions."""
-        return papa_loss(x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], self.cfg)
+        return papa_loss(
+            x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], self.cfg, b["anchor"]
+        )
 
     def run(self, model_wrap, extra_args) -> None:
         start = time.perf_counter()
@@ -243,7 +194,7 @@ def run_training(mp, job: TrainingRound, latent_shape: tuple[int, ...]) -> None:
     guider = comfy.samplers.CFGGuider(mp)
     guider.inner_set_conds({"positive": job.group_conds})
     guider.set_cfg(1.0)
-    pairs = job.settings.batch_size * job.settings.timesteps_per_sample
+    pairs = job.settings.batch_size * job.settings.pairs_per_sample
     noise = torch.zeros((pairs, *latent_shape[1:]))
     sigmas = torch.tensor([1.0, 0.0])
     with torch.inference_mode(False):

@@ -135,6 +135,17 @@ class FineTune(io.ComfyNode):
                     default=False,
                     tooltip="Recompute activations in the backward pass: less memory, slower.",
                 ),
+                io.Float.Input(
+                    "c_anchor",
+                    default=_D.c_anchor,
+                    min=0.0,
+                    max=1000.0,
+                    step=0.1,
+                    optional=True,  # workflows saved before it existed still validate
+                    tooltip="Keeps the model's picture at the noisiest steps near the base "
+                    "model's (the steps that decide composition), so training cannot blow "
+                    "the image out of range; 0 turns it off.",
+                ),
             ],
             outputs=[
                 io.Model.Output(

@@ -1,0 +1,56 @@
+"""The fine-tune settings of one round, shared by the ComfyUI node and the diffusers backend.
+
+Torch-free apart from `PapaConfig`: the same names, defaults and validation on both paths, so a
+profile's recorded settings mean the same thing whichever backend trained it.
+"""
+
+from dataclasses import asdict, dataclass
+
+from .objective import PapaConfig
+
+METHODS = ("PAPA", "EPAPA")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """One round's training settings (the PAPA Fine-tune node's inputs)."""
+
+    method: str = "PAPA"
+    cut: float = 0.4
+    steps: int = 20
+    learning_rate: float = 1e-4
+    rank: int = 8
+    alpha: float = 8.0
+    c_pref: float = 0.1
+    c_sim: float = 0.009
+    dislike_weight: float = 0.5
+    dislike_cap: float = 1.5
+    batch_size: int = 8
+    timesteps_per_sample: int = 4
+    seed: int = 0
+    gradient_checkpointing: bool = False
+    c_anchor: float = 0.0
+    anchor_timesteps: int = 1
+
+    def papa_config(self) -> PapaConfig:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be 'PAPA' or 'EPAPA', got {self.method!r}.")
+        return PapaConfig(
+            c_pref=self.c_pref,
+            c_sim=self.c_sim,
+            dislike_weight=self.dislike_weight,
+            dislike_cap=self.dislike_cap,
+            timesteps_per_sample=self.timesteps_per_sample,
+            cut=self.cut if self.method == "EPAPA" else 0.0,
+            c_anchor=self.c_anchor,
+            anchor_timesteps=self.anchor_timesteps if self.c_anchor > 0 else 0,
+        )
+
+    @property
+    def pairs_per_sample(self) -> int:
+        """Network passes per replayed candidate per step: preference plus anchor timesteps."""
+        cfg = self.papa_config()
+        return cfg.timesteps_per_sample + cfg.anchor_timesteps
+
+    def as_dict(self) -> dict:
+        return asdict(self)
