@@ -54,18 +54,32 @@ sys.path.append(str(REPO))
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
 
 # Fine-tune hyper-parameters per method: names of the PAPA Fine-tune node's inputs (TrainSettings),
-# plus a baseline's own ones (beta, ratio_clip: see bench/digits_baselines.py). PAPA/EPAPA start
-# from the digits learning test's settings (tests/harness/oracle_loop.py DIGITS_FINETUNE). Every
-# method gets the same network passes per round: steps x pairs per step = 10 x 16.
-_ADAPTER = dict(steps=10, learning_rate=5e-4, rank=8, alpha=8.0)
+# plus a baseline's own ones (beta, ratio_clip, sampling_steps (None: --steps): see
+# bench/digits_baselines.py). PAPA/EPAPA start from the digits learning test's settings
+# (tests/harness/oracle_loop.py DIGITS_FINETUNE). Every method gets the same network passes per
+# round: steps x pairs per step = 10 x 16. The baselines' learning rates are their own: at 5e-4
+# one optimizer step already pushed every D3PO log-ratio out of its clip range (no gradient
+# after that) and saturated KTO's sigmoids (|beta (g - z)| ~ 60); at the rates below the first
+# rounds stay in range (D3PO |log-ratio| 0.2-7, half to most of the pairs clipped; KTO margins
+# 1-17). Measured on CPU on the undertrained demo model; tune with the model the run uses.
+_ADAPTER = dict(steps=10, rank=8, alpha=8.0)
+_PAPA = dict(_ADAPTER, learning_rate=5e-4, c_pref=0.1, c_sim=0.009, batch_size=8)
 FINETUNE: dict[str, dict] = {
     "bestofn": {},
-    "papa": dict(_ADAPTER, c_pref=0.1, c_sim=0.009, batch_size=8, timesteps_per_sample=2, cut=0.4),
-    "epapa": dict(_ADAPTER, c_pref=0.1, c_sim=0.009, batch_size=8, timesteps_per_sample=2, cut=0.4),
+    "papa": dict(_PAPA, timesteps_per_sample=2, cut=0.4),
+    "epapa": dict(_PAPA, timesteps_per_sample=2, cut=0.4),
     # batch_size = pairs per step (2 passes each); timesteps_per_sample only sizes the host's
     # memory estimate.
-    "d3po": dict(_ADAPTER, batch_size=8, timesteps_per_sample=2, beta=0.1, ratio_clip=0.1),
-    "kto": dict(_ADAPTER, batch_size=16, timesteps_per_sample=1, beta=1000.0),
+    "d3po": dict(
+        _ADAPTER,
+        learning_rate=1e-5,
+        batch_size=8,
+        timesteps_per_sample=2,
+        beta=0.1,
+        ratio_clip=0.1,
+        sampling_steps=None,
+    ),
+    "kto": dict(_ADAPTER, learning_rate=1e-4, batch_size=16, timesteps_per_sample=1, beta=1000.0),
 }
 
 BACKENDS = {

@@ -54,10 +54,11 @@ class KTORound(TrainingRound):
     candidates. Errors are in eps space: ComfyUI returns x0, and for x = x0 + sigma eps
     ||eps - eps_hat||^2 = SNR_t ||x0 - x0_hat||^2.
 
-    beta: the paper's scale for SD latents (Diffusion-DPO's 2000-5000, Diffusion-KTO's ~1000
-    per-pixel-mean eps error) put beta (g - z) for this model's LoRA updates at ~0.01-1 after
-    the first round, so the sigmoids are neither flat nor saturated; `beta_margin` in the stats
-    (mean |beta (g - z)|) is how to check it. See bench/digits.py's FINETUNE for the value.
+    beta: the paper's scale, 1000 (per-pixel-mean eps errors, as for SD latents). On the digits
+    model with rank-8 LoRA at lr 1e-4, |beta (g - z)| was ~1 after the first optimizer step and
+    5-20 after a round: sigmoids in their working range, partly saturating as the adapter moves
+    away from the reference. At lr 5e-4 it reached ~60 within one round (saturated: the loss
+    stops teaching). `beta_margin` in the stats (mean |beta (g - z)|) is the check.
     """
 
     PARAMS = ("beta",)
@@ -95,9 +96,10 @@ class KTORound(TrainingRound):
 
 
 def ddpm_posterior(sigma_t, sigma_prev):
-    """q(x_{t-1} | x_t, x0) of a discrete DDPM (Ho et al. 2020, Eq. 6-7) from sigmas:
-    mean = c0 x0 + ct x_t, variance beta_tilde, in the variance-preserving x_t = sqrt(abar_t)
-    (x0 + sigma_t eps). Returns (c0, ct, beta_tilde)."""
+    """q(x_s | x_t, x0), s < t, of a discrete DDPM (Ho et al. 2020, Eq. 6-7, with
+    alpha_t = abar_t / abar_s, so also for a jump of several timesteps): mean = c0 x0 + ct x_t,
+    variance beta_tilde, in the variance-preserving x_t = sqrt(abar_t) (x0 + sigma_t eps).
+    Returns (c0, ct, beta_tilde)."""
     abar_t = 1 / (1 + sigma_t.square())
     abar_prev = 1 / (1 + sigma_prev.square())
     alpha_t = abar_t / abar_prev
@@ -111,8 +113,8 @@ class D3PORound(TrainingRound):
     """D3PO (Yang et al., CVPR 2024, Eq. 9/10) through `core.baselines.d3po_loss`: per denoising
     step, for a pair (w liked, l disliked) that shares a timestep t and its noise,
 
-        L = -log sigmoid(beta [clip log pi_theta/pi_ref (x^w_{t-1} | x^w_t)
-                               - clip log pi_theta/pi_ref (x^l_{t-1} | x^l_t)])
+        L = -log sigmoid(beta [clip log pi_theta/pi_ref (x^w_s | x^w_t)
+                               - clip log pi_theta/pi_ref (x^l_s | x^l_t)])
 
     with each log-ratio clipped to [log(1 - c), log(1 + c)] (c = ratio_clip, the authors' 0.1).
     Pairs are every (liked, disliked) couple labelled in the same round (pair_likes_dislikes with
@@ -121,18 +123,23 @@ class D3PORound(TrainingRound):
 
     Deviation from the paper: D3PO stores each image's sampling trajectory and scores its actual
     steps. The candidate sampler stores only the final x0, so the step is rebuilt from the forward
-    process: t uniform on 1..T-1, x_t = sqrt(abar_t) (x0 + sigma_t eps), and x_{t-1} drawn from the
-    DDPM posterior q(x_{t-1} | x_t, x0) (`ddpm_posterior`, the step an ideal denoiser would
-    take). pi(x_{t-1} | x_t) is the model's Gaussian reverse step N(c0 x0_hat + ct x_t,
-    beta_tilde_t I) with x0_hat its denoised prediction, scored by `gaussian_step_logprob` for
-    the adapted model and the frozen base (the reference), in float64 because the two log
-    densities are large and nearly equal. The noises eps and the posterior draw are shared within
-    a pair, as D3PO's pairs share x_T and the sampler's noise.
+    process: t uniform on jump..T-1, x_t = sqrt(abar_t) (x0 + sigma_t eps), and x_s, s = t - jump,
+    drawn from the DDPM posterior q(x_s | x_t, x0) (`ddpm_posterior`: the step an ideal denoiser
+    would take, an eta = 1 DDIM step). jump = T // sampling_steps is the sampler's stride (50 for
+    20 steps), so a scored step is as large as the candidates' sampler steps. Larger jumps
+    are more sensitive to the model, not less (c0^2 / beta_tilde = SNR_s - SNR_t): at lr 5e-4 every
+    log-ratio left the clip range after one optimizer step, so the learning rate is what keeps
+    them near it (see FINETUNE in bench/digits.py). pi(x_s | x_t) is the model's Gaussian reverse
+    step N(c0 x0_hat + ct x_t, beta_tilde I) with x0_hat its denoised prediction, scored by
+    `gaussian_step_logprob` for the adapted model and the frozen base (the reference), in float64
+    because the two log densities are large and nearly equal. The noises eps and the posterior
+    draw are shared within a pair, as D3PO's pairs share x_T and the sampler's noise.
     """
 
-    PARAMS = ("beta", "ratio_clip")
+    PARAMS = ("beta", "ratio_clip", "sampling_steps")
     beta = 0.1
     ratio_clip = 0.1
+    sampling_steps = 20
 
     def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
         _require_eps(kind)
@@ -142,9 +149,10 @@ class D3PORound(TrainingRound):
         pick = torch.randperm(len(pairs), generator=gen)[: self.settings.batch_size]
         chosen = torch.tensor([pairs[i] for i in pick.tolist()])
         n = len(chosen)
+        jump = max(1, len(sigmas) // self.sampling_steps)
         # Layout: the n winners, then the n losers; pair k is (k, n + k).
         idx = torch.cat([chosen[:, 0], chosen[:, 1]]).to(device)
-        t = torch.randint(1, len(sigmas), (n,), generator=gen).repeat(2)
+        t = torch.randint(jump, len(sigmas), (n,), generator=gen).repeat(2)
         shape = (n, *x0_all.shape[1:])
         noise = torch.randn(shape, generator=gen).repeat(2, *([1] * (len(shape) - 1)))
         z = torch.randn(shape, generator=gen).repeat(2, *([1] * (len(shape) - 1)))
@@ -153,7 +161,7 @@ class D3PORound(TrainingRound):
             "labels": labels_all[idx],
             "cond": {"group": groups_all[idx]},
             "sigma": sigmas[t].to(device),
-            "sigma_prev": sigmas[t - 1].to(device),
+            "sigma_prev": sigmas[t - jump].to(device),
             "noise": noise.to(device),
             "z": z.to(device),
         }

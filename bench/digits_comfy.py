@@ -162,6 +162,8 @@ class ComfyDigits:
                 return False
         kw = dict(self.finetune_kw, seed=self.seed)
         params = {k: kw.pop(k) for k in ROUNDS[self.method].PARAMS if k in kw}
+        if "sampling_steps" in params and params["sampling_steps"] is None:
+            params["sampling_steps"] = self.settings["steps"]  # D3PO: the candidates' sampler
         round_cls = configured(ROUNDS[self.method], **params)
         finetune(self.base, fb, p, TrainSettings(**kw), round_cls=round_cls)
         return True
