@@ -27,6 +27,7 @@ test: host
 bench: host
 	$(PY) bench/finetune_speed.py
 	$(PY) bench/learning_margin.py
+	$(PY) bench/digits.py
 
 clean-host:
 	rm -rf .host
