@@ -36,10 +36,12 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=FINETUNE["learning_rate"])
     ap.add_argument("--c-sim", type=float, default=FINETUNE["c_sim"])
+    ap.add_argument("--c-anchor", type=float, default=FINETUNE.get("c_anchor", 0.0))
     ap.add_argument("--dislike", default="-", help='label for "not liked": "-" or "0" (skip)')
     args = ap.parse_args()
     FINETUNE["learning_rate"] = args.lr
     FINETUNE["c_sim"] = args.c_sim
+    FINETUNE["c_anchor"] = args.c_anchor
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(make_base_directory(Path(tmp), ensure_tiny_models())).start()
