@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=FINETUNE["learning_rate"])
     ap.add_argument("--c-sim", type=float, default=FINETUNE["c_sim"])
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "learning_margin.json")
+    ap.add_argument("--oracle", default="brightness", choices=["brightness", "digits"])
     ap.add_argument("--c-anchor", type=float, default=FINETUNE.get("c_anchor", 0.0))
     ap.add_argument("--dislike", default="-", help='label for "not liked": "-" or "0" (skip)')
     args = ap.parse_args()
@@ -52,7 +54,7 @@ def main() -> None:
                     ft = dict(FINETUNE, method=method, seed=seed)
                     res = run_loop(
                         server,
-                        Source(),
+                        Source(oracle=args.oracle),
                         f"margin-{method}-{seed}",
                         ft,
                         rounds=args.rounds,
@@ -84,13 +86,14 @@ def main() -> None:
             f"{method:8}{s['before_mean']:>8.2f}{s['after_mean']:>8.2f}"
             f"{s['min_gain']:>10.2f}{s['mean_gain']:>10.2f}"
         )
-    out = HERE / "results" / "learning_margin.json"
+    out = args.out
     out.write_text(
         json.dumps(
             {
                 "machine": platform.platform(),
                 "finetune": FINETUNE,
                 "rounds": args.rounds,
+                "oracle": args.oracle,
                 "runs": rows,
                 "summary": summary,
             },

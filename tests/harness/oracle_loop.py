@@ -1,9 +1,10 @@
 """An unattended PAPA loop through the real nodes, labelled by a synthetic oracle.
 
-The oracle likes a candidate when its mean latent value is above a threshold (the median of the
-base model's samples): "likes images brighter than the base model's median" (for the pixel-space
-digits model, more ink). Used by the learning test and by bench/learning_margin.py, which measures
-the margin over seeds.
+Two oracles. "brightness": likes a candidate when its mean latent value is above a threshold (the
+median of the base model's samples), "likes images brighter than the base model's median" (for
+the pixel-space digits model, more ink). "digits": the paper's own user, who likes a digits-model
+sample when the digit classifier (the PAPA Simulated User's) reads one of the preferred digits.
+Used by the learning test and by bench/learning_margin.py, which measures the margin over seeds.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ class Source:
     # The oracle only likes samples inside the range of the base model's own samples: a model
     # that "gets brighter" by blowing up out of range is not learning a taste.
     range_check: bool = True
+    oracle: str = "brightness"  # or "digits" (digits model only)
+    preferred: str = "1,4,7,9"
 
 
 def _nodes(g: Graph, src: Source, profile: str):
@@ -96,11 +99,28 @@ def peak(latents: torch.Tensor) -> torch.Tensor:
     return latents.float().flatten(1).abs().amax(1)
 
 
-def liked(latents: torch.Tensor, threshold: float, limit: float | None) -> torch.Tensor:
+def liked_brightness(latents: torch.Tensor, threshold: float, limit: float | None) -> torch.Tensor:
     ok = brightness(latents) > threshold
     if limit is not None:
         ok &= peak(latents) <= limit
     return ok
+
+
+def liked_digits(latents: torch.Tensor, preferred: str) -> torch.Tensor:
+    """The classifier reads a preferred digit (latents are the pixel-space VAE's [-1, 1])."""
+    from comfy_papa.digits.classifier import classify
+    from comfy_papa.digits.rules import parse_digits
+
+    images = ((latents.float() + 1) / 2).clamp(0, 1).mean(1, keepdim=True)
+    digits = classify(images).argmax(-1)
+    wanted = torch.tensor(sorted(parse_digits(preferred)))
+    return torch.isin(digits, wanted)
+
+
+def liked(latents, threshold, limit, src: Source | None = None) -> torch.Tensor:
+    if src is not None and src.oracle == "digits":
+        return liked_digits(latents, src.preferred)
+    return liked_brightness(latents, threshold, limit)
 
 
 def labelled_round(
@@ -108,7 +128,7 @@ def labelled_round(
 ):
     """Sample, label by the oracle, fine-tune: one round. Returns labels and the node's ui."""
     lat = sample_latents(server, src, profile, count, seed)
-    labels = " ".join("+" if ok else dislike for ok in liked(lat, threshold, limit).tolist())
+    labels = " ".join("+" if ok else dislike for ok in liked(lat, threshold, limit, src).tolist())
     g = Graph()
     base, pos, neg, empty, prof, model = _nodes(g, src, profile)
     cand = _sampler(g, src, model, pos, neg, empty, count, seed)
@@ -121,7 +141,7 @@ def labelled_round(
 
 def liked_fraction(server, src, profile, threshold, n=32, seed=90_000, limit=None) -> float:
     lat = sample_latents(server, src, profile, n, seed)
-    return float(liked(lat, threshold, limit).float().mean())
+    return float(liked(lat, threshold, limit, src).float().mean())
 
 
 def run_loop(server, src, profile, finetune: dict, rounds=5, count=8, seed=0, dislike="-"):
