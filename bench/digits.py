@@ -302,7 +302,11 @@ def markdown_table(methods: dict, columns=(0, 50, 100)) -> str:
 
 
 def plot(methods: dict, path: Path, title: str) -> None:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:  # a device image without it: the JSON has everything to plot later
+        print(f"matplotlib is missing: no {path.name}", file=sys.stderr)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
