@@ -376,7 +376,7 @@ def run_all(args, argv: list[str]) -> list[dict]:
     methods, seeds = args.methods.split(","), parse_seeds(args.seeds)
     jobs = [(m, s) for s in seeds for m in methods]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    limit = 60 * args.max_minutes + 120 if args.max_minutes else None
+    limit = 60 * args.max_minutes + 30 if args.max_minutes else None
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="papa-digits-") as tmp:
         todo = [(m, s, Path(tmp) / f"{m}-{s}.json") for m, s in jobs]
