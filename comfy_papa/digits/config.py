@@ -60,15 +60,17 @@ def config_json() -> str:
 
 # The diffusers twin of the demo model (scripts/train_digits_diffusers.py, same data and loss):
 # a UNet2DModel on 1-channel gray in [-1, 1] (the classifier reads gray; no VAE to feed), saved with
-# save_pretrained as DIFFUSERS_MODEL/unet and DIFFUSERS_MODEL/scheduler. 32/64/64 channels, one
+# save_pretrained as DIFFUSERS_MODEL/unet and DIFFUSERS_MODEL/scheduler. 16/32/64 channels, one
 # res block per level on the way down (diffusers adds one on the way up), self-attention at 8x8
-# and in the middle; GroupNorm(8) so that no channel is normalised alone (see UNET_CONFIG's note).
+# and in the middle: 0.69 M parameters (2.8 MB) and 0.19 GFLOP per forward pass, 2.6x fewer than
+# 32/64/64, for more images seen in a 25-minute CPU run. GroupNorm(8): two channels per group, as
+# in UNET_CONFIG (see its note).
 DIFFUSERS_MODEL = ASSETS / "digits_diffusers"
 DIFFUSERS_UNET_CONFIG: dict = {
     "sample_size": IMAGE_SIZE,
     "in_channels": 1,
     "out_channels": 1,
-    "block_out_channels": [32, 64, 64],
+    "block_out_channels": [16, 32, 64],
     "layers_per_block": 1,
     "down_block_types": ["DownBlock2D", "DownBlock2D", "AttnDownBlock2D"],
     "up_block_types": ["AttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
