@@ -52,6 +52,7 @@ sys.path.insert(0, str(HERE))
 sys.path.append(str(REPO))
 
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
+DIFFUSERS_METHODS = ("bestofn", "papa", "epapa")  # the baselines' round classes are ComfyUI's
 
 # Fine-tune hyper-parameters per method: names of the PAPA Fine-tune node's inputs (TrainSettings),
 # plus a baseline's own ones (beta, ratio_clip, sampling_steps (None: --steps): see
@@ -409,7 +410,9 @@ def run_all(args, argv: list[str]) -> list[dict]:
 def parse_args(argv: list[str]):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=sorted(BACKENDS), default="comfy")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument(
+        "--methods", default=None, help=f"default {','.join(METHODS)} (diffusers: no baselines)"
+    )
     ap.add_argument("--seeds", default="3", help="a count (0..N-1) or a list: 3 or 4,7")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--candidates", type=int, default=10)
@@ -430,6 +433,8 @@ def parse_args(argv: list[str]):
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--part", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.methods is None:
+        args.methods = ",".join(METHODS if args.backend == "comfy" else DIFFUSERS_METHODS)
     unknown = sorted(set(args.methods.split(",")) - set(METHODS))
     if unknown:
         ap.error(f"unknown methods {unknown}; choose from {','.join(METHODS)}")
