@@ -156,13 +156,7 @@ def papa_loss(
     similarity = denoise_error(x0_pred, x0_base.detach()) * snr_t
     sim_loss = cfg.c_sim * ((labels > 0) * pref * similarity).sum() / m / n_samples
     loss = like_loss + dislike_loss + sim_loss
-    stats = {
-        "like_loss": like_loss.item(),
-        "dislike_loss": dislike_loss.item(),
-        "sim_loss": sim_loss.item(),
-        "n_like": int((labels > 0).sum()) // per,
-        "n_dislike": int((labels < 0).sum()) // per,
-    }
+    parts = {"like_loss": like_loss, "dislike_loss": dislike_loss, "sim_loss": sim_loss}
     if cfg.anchor_timesteps:
         drift = denoise_error(x0_pred, x0_base.detach())
         anchor_loss = (
@@ -171,9 +165,22 @@ def papa_loss(
             / n_samples
         )
         loss = loss + anchor_loss
-        stats["anchor_loss"] = anchor_loss.item()
-    stats["loss"] = loss.item()
+        parts["anchor_loss"] = anchor_loss
+    parts["loss"] = loss
+    parts["n_like"] = (labels > 0).sum() / per
+    parts["n_dislike"] = (labels < 0).sum() / per
+    # One device->host copy for all the numbers (each .item() is a GPU sync).
+    values = torch.stack([v.detach().float() for v in parts.values()]).tolist()
+    stats = dict(zip(parts, values, strict=True))
+    stats["n_like"], stats["n_dislike"] = round(stats["n_like"]), round(stats["n_dislike"])
     return loss, stats
+
+
+def grads_finite(params) -> bool:
+    """True when no parameter's gradient holds a NaN or an infinity; one GPU sync in all
+    (a NaN or inf in any gradient makes its max, and so the sum of maxima, non-finite)."""
+    peaks = [p.grad.detach().abs().amax().double() for p in params if p.grad is not None]
+    return not peaks or bool(torch.isfinite(torch.stack(peaks).sum()))
 
 
 def mc_timestep_batch(

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..core.objective import mc_timestep_batch, noise_x, papa_loss
+from ..core.objective import grads_finite, mc_timestep_batch, noise_x, papa_loss
 from ..core.optim import flatten_optimizer, restore_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.schedule import cut_index
@@ -304,7 +304,7 @@ class PapaSession:
                 skipped += 1
                 continue
             loss.backward()
-            if all(p.grad is None or torch.isfinite(p.grad).all() for p in params.values()):
+            if grads_finite(params.values()):
                 opt.step()
                 losses.append(stats["loss"])
             else:

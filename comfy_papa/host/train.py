@@ -17,7 +17,7 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.objective import mc_timestep_batch, papa_loss
+from ..core.objective import grads_finite, mc_timestep_batch, papa_loss
 from ..core.optim import restore_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.settings import FinetuneSettings
@@ -165,10 +165,7 @@ class TrainingRound:
                 self.skipped_steps += 1
             else:
                 loss.backward()
-                grads_ok = all(
-                    p.grad is None or torch.isfinite(p.grad).all()
-                    for p in self.adapters.parameters().values()
-                )
+                grads_ok = grads_finite(self.adapters.parameters().values())
                 if grads_ok:
                     self.optimizer.step()
                     self.losses.append(stats["loss"])
