@@ -389,7 +389,6 @@ def run_all(args, argv: list[str]) -> list[dict]:
     jobs = [(m, s) for s in seeds for m in methods]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     limit = 60 * args.max_minutes + 30 if args.max_minutes else None
-    start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="papa-digits-") as tmp:
         todo = [(m, s, Path(tmp) / f"{m}-{s}.json") for m, s in jobs]
         pending, running = list(todo), []
@@ -398,14 +397,14 @@ def run_all(args, argv: list[str]) -> list[dict]:
                 m, s, part = pending.pop(0)
                 cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
                 cmd += ["--worker", m, str(s), "--part", str(part)]
-                running.append(subprocess.Popen(cmd, env=env))
+                running.append((subprocess.Popen(cmd, env=env), time.monotonic()))
             time.sleep(0.5)
-            if limit and time.monotonic() - start > limit:
-                # A worker stops itself at --max-minutes between rounds; one stuck inside a round
-                # is ended here, and its last written part still counts.
-                for p in running:
+            for p, started in running:
+                # A worker stops itself at --max-minutes (its own clock) between rounds; one
+                # stuck inside a round is ended here, and its last written part still counts.
+                if limit and time.monotonic() - started > limit:
                     p.kill()
-            running = [p for p in running if p.poll() is None]
+            running = [(p, t) for p, t in running if p.poll() is None]
         out = []
         for m, s, part in todo:
             if part.exists():
