@@ -27,7 +27,8 @@ test: host
 bench: host
 	$(PY) bench/finetune_speed.py
 	$(PY) bench/learning_margin.py
-	$(PY) bench/digits.py
+	$(PY) bench/digits.py --jobs 2
+	$(PY) bench/digits.py --backend diffusers --jobs 2
 
 clean-host:
 	rm -rf .host
