@@ -20,6 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.append(str(HERE.parent))  # comfy_papa, for the digit-set oracle's classifier
 
 from harness.comfy_server import ComfyServer, make_base_directory  # noqa: E402
 from harness.oracle_loop import DIGITS_FINETUNE, Source, run_loop  # noqa: E402
