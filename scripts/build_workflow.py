@@ -84,6 +84,7 @@ def digits_graph() -> dict:
                 "timesteps_per_sample": 4,
                 "seed": 0,
                 "gradient_checkpointing": False,
+                "c_anchor": 0.0,
             },
         },
         "8": {
