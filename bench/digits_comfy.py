@@ -38,21 +38,13 @@ def _boot(device: str, workdir: Path) -> None:
     # isort: split
     import comfy.utils
     import folder_paths
-    import server
+    import server  # noqa: F401  (the nodes import it; loaded here, in main.py's order)
 
-    if getattr(server.PromptServer, "instance", None) is None:
-        # PAPA Fine-tune reports per-step progress to the browser; there is no server here.
-        server.PromptServer.instance = _NoServer()
     comfy.utils.PROGRESS_BAR_ENABLED = False  # parallel workers share one terminal
     root = workdir / "models" / "papa_profiles"
     root.mkdir(parents=True, exist_ok=True)
     folder_paths.add_model_folder_path("papa_profiles", str(root), is_default=True)
     _BOOTED = device
-
-
-class _NoServer:
-    def send_sync(self, *args, **kwargs) -> None:
-        pass
 
 
 class ComfyDigits:

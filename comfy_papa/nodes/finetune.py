@@ -12,14 +12,16 @@ _D = TrainSettings()
 
 def _send_progress(profile: str):
     """Per step: the loss to the picker panel; every few steps the loss curve as the node's
-    progress preview."""
+    progress preview. Without a running server (the node called from a script) nothing is sent."""
     from server import PromptServer
 
     def progress(step: int, steps: int, loss: float, losses: list[float]):
-        PromptServer.instance.send_sync(
-            "papa.train_progress",
-            {"profile": profile, "step": step, "steps": steps, "loss": loss},
-        )
+        instance = getattr(PromptServer, "instance", None)
+        if instance is not None:
+            instance.send_sync(
+                "papa.train_progress",
+                {"profile": profile, "step": step, "steps": steps, "loss": loss},
+            )
         if step == steps or step % 5 == 0:
             return ("JPEG", loss_curve_pil(losses, f"{profile}: step {step}/{steps}"), 384)
         return None
