@@ -111,7 +111,12 @@ def test_loop_workflow_labelled_with_mouse_and_keyboard_trains_the_profile(
 
         page.keyboard.press("Enter")
         page.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
-        assert "Saved" in page.locator(f"{NODE_GALLERY} .papa-msg").inner_text()
+        # The panel closes at once and says "Sending…" until the server's answer arrives.
+        page.wait_for_function(
+            "(sel) => (document.querySelector(sel)?.innerText || '').includes('Saved')",
+            arg=f"{NODE_GALLERY} .papa-msg",
+            timeout=30_000,
+        )
         entry = _history_entry(server.url, name)
         assert entry["status"]["status_str"] == "success", entry["status"]
         # The fine-tune reported its progress to the panel while it trained.
