@@ -68,9 +68,10 @@ class TrainingRound:
         self.optimizer = torch.optim.AdamW(
             adapters.parameters().values(), lr=settings.learning_rate, weight_decay=0.0
         )
-        restore_optimizer(self.optimizer, self.names, optimizer_state)
-        for group in self.optimizer.param_groups:
-            group["lr"] = settings.learning_rate
+        # Restored in `run`, once the host has loaded the adapter where it trains: the optimizer
+        # then places the moments on each parameter's device (on a GPU, restoring here left them
+        # on the CPU and every round after the first failed at its first step).
+        self._optimizer_state = optimizer_state
         self.round_seed = round_seed
         self.progress = progress
         self.losses: list[float] = []
@@ -119,17 +120,6 @@ class TrainingRound:
             x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], self.cfg, b["anchor"]
         )
 
-    def _optimizer_state_to_params(self) -> None:
-        """Move restored Adam moments to where the host has loaded each adapter parameter.
-
-        The state is restored in __init__, before the guider loads the model: on a GPU the
-        parameters move afterwards and the moments would stay on the CPU (a device error at the
-        first step of every round after the first)."""
-        for param, state in self.optimizer.state.items():
-            for key, value in state.items():
-                if torch.is_tensor(value) and key != "step" and value.device != param.device:
-                    state[key] = value.to(param.device)
-
     def run(self, model_wrap, extra_args) -> None:
         start = time.perf_counter()
         inner = model_wrap.inner_model
@@ -139,7 +129,9 @@ class TrainingRound:
         sigmas = schedule_sigmas(ms)
         device = comfy.model_management.get_torch_device()
         dtype = torch.float32
-        self._optimizer_state_to_params()
+        restore_optimizer(self.optimizer, self.names, self._optimizer_state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate
         x0_all = inner.process_latent_in(self.replay.latents.to(device, dtype))
         labels_all = self.replay.labels.to(device, dtype)
         groups_all = self.replay.cond["group"].to(device)
