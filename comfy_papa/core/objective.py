@@ -176,13 +176,6 @@ def papa_loss(
     return loss, stats
 
 
-def grads_finite(params) -> bool:
-    """True when no parameter's gradient holds a NaN or an infinity; one GPU sync in all
-    (a NaN or inf in any gradient makes its max, and so the sum of maxima, non-finite)."""
-    peaks = [p.grad.detach().abs().amax().double() for p in params if p.grad is not None]
-    return not peaks or bool(torch.isfinite(torch.stack(peaks).sum()))
-
-
 def mc_timestep_batch(
     x0: Tensor,
     cond: Mapping[str, Tensor] | None,

@@ -3,6 +3,8 @@
 Shared by the ComfyUI and diffusers backends and the digits training script.
 """
 
+import math
+
 import torch
 
 
@@ -37,3 +39,23 @@ def restore_optimizer(opt: torch.optim.Optimizer, names: list[str], flat: dict) 
             state[i] = entry
     sd["state"] = state
     opt.load_state_dict(sd)
+
+
+def grads_finite(params) -> bool:
+    """True when no parameter's gradient holds a NaN or an infinity; one GPU sync in all
+    (a NaN or inf in any gradient makes its max, and so the sum of maxima, non-finite)."""
+    peaks = [p.grad.detach().abs().amax().double() for p in params if p.grad is not None]
+    return not peaks or bool(torch.isfinite(torch.stack(peaks).sum()))
+
+
+def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor, loss_value: float, params) -> bool:
+    """One optimizer step on `loss`, skipped (False) when the loss or any gradient of `params` is
+    not finite, so one bad batch cannot write NaNs into the adapter or its moments."""
+    opt.zero_grad(set_to_none=True)
+    if not math.isfinite(loss_value):
+        return False
+    loss.backward()
+    if not grads_finite(params):
+        return False
+    opt.step()
+    return True

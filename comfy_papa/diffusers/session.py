@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,8 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..core.objective import grads_finite, mc_timestep_batch, noise_x, papa_loss
-from ..core.optim import flatten_optimizer, restore_optimizer
+from ..core.objective import mc_timestep_batch, noise_x, papa_loss
+from ..core.optim import flatten_optimizer, guarded_step, restore_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.schedule import cut_index
 from ..core.settings import FinetuneSettings
@@ -299,13 +298,7 @@ class PapaSession:
                 x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], cfg, b["anchor"]
             )
             passes += len(x)
-            opt.zero_grad(set_to_none=True)
-            if not math.isfinite(stats["loss"]):
-                skipped += 1
-                continue
-            loss.backward()
-            if grads_finite(params.values()):
-                opt.step()
+            if guarded_step(opt, loss, stats["loss"], params.values()):
                 losses.append(stats["loss"])
             else:
                 skipped += 1

@@ -7,7 +7,6 @@ for the model family, and our sampler runs the optimisation loop instead of deno
 
 from __future__ import annotations
 
-import math
 import time
 
 import comfy.model_management
@@ -17,8 +16,8 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.objective import grads_finite, mc_timestep_batch, papa_loss
-from ..core.optim import restore_optimizer
+from ..core.objective import mc_timestep_batch, papa_loss
+from ..core.optim import guarded_step, restore_optimizer
 from ..core.replay import ReplayBuffer
 from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
@@ -152,17 +151,11 @@ class TrainingRound:
             x0_pred = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
             loss, stats = self.compute_loss(b, x0_pred.float(), x0_base.float())
             self.passes += len(sigma)
-            self.optimizer.zero_grad(set_to_none=True)
-            if not math.isfinite(stats["loss"]):
-                self.skipped_steps += 1
+            params = self.adapters.parameters().values()
+            if guarded_step(self.optimizer, loss, stats["loss"], params):
+                self.losses.append(stats["loss"])
             else:
-                loss.backward()
-                grads_ok = grads_finite(self.adapters.parameters().values())
-                if grads_ok:
-                    self.optimizer.step()
-                    self.losses.append(stats["loss"])
-                else:
-                    self.skipped_steps += 1
+                self.skipped_steps += 1
             preview = None
             if self.progress:
                 preview = self.progress(step + 1, steps, stats["loss"], self.losses)
