@@ -153,12 +153,12 @@ def papa_loss(
         * (dislike * coef * bounded_dislike(err, err_base, cfg.dislike_cap)).sum()
         / n_samples
     )
-    similarity = denoise_error(x0_pred, x0_base.detach()) * snr_t
+    drift = denoise_error(x0_pred, x0_base.detach())  # x0-space distance from the base model
+    similarity = drift * snr_t
     sim_loss = cfg.c_sim * ((labels > 0) * pref * similarity).sum() / m / n_samples
     loss = like_loss + dislike_loss + sim_loss
     parts = {"like_loss": like_loss, "dislike_loss": dislike_loss, "sim_loss": sim_loss}
     if cfg.anchor_timesteps:
-        drift = denoise_error(x0_pred, x0_base.detach())
         anchor_loss = (
             (cfg.c_anchor * ((labels != 0) & anchor).to(drift.dtype).mul(drift).sum())
             / cfg.anchor_timesteps
