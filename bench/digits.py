@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import os
 import platform
 import statistics
@@ -64,12 +65,12 @@ DIFFUSERS_METHODS = ("bestofn", "papa", "epapa")  # the baselines' round classes
 # rounds stay in range (D3PO |log-ratio| 0.2-7, half to most of the pairs clipped; KTO margins
 # 1-17). Measured on CPU on the undertrained demo model; tune with the model the run uses.
 _ADAPTER = dict(steps=10, rank=8, alpha=8.0)
-_PAPA = dict(_ADAPTER, learning_rate=5e-4, c_pref=0.1, c_sim=0.009, batch_size=8)
 FINETUNE: dict[str, dict] = {
     "bestofn": {},
-    "papa": dict(_PAPA, timesteps_per_sample=2, cut=0.4),
-    # EPAPA's saving is compute (the issue's goal: <= 65% of PAPA's): 6 of PAPA's 10 steps.
-    "epapa": dict(_PAPA, timesteps_per_sample=2, cut=0.4, steps=6),
+    # PAPA and EPAPA run with the PAPA Fine-tune node's defaults (core.settings.FinetuneSettings):
+    # what an artist who changes nothing gets. --set overrides them for an experiment.
+    "papa": {},
+    "epapa": {},
     # batch_size = pairs per step (2 passes each); timesteps_per_sample only sizes the host's
     # memory estimate.
     "d3po": dict(
@@ -85,11 +86,9 @@ FINETUNE: dict[str, dict] = {
 }
 # Variants (run with --methods): "base" names the backend method they configure.
 VARIANTS: dict[str, dict] = {
-    # PAPA with the x0-space anchor at uniform timesteps (PapaConfig.c_anchor): 2 + 1 pairs per
-    # candidate, so 1.5x the passes of "papa".
-    "papa_anchor": dict(_PAPA, timesteps_per_sample=2, c_anchor=10.0, base="papa"),
-    # EPAPA at PAPA's full budget (the default "epapa" runs 60% of PAPA's steps).
-    "epapa_full": dict(_PAPA, timesteps_per_sample=2, cut=0.4, base="epapa"),
+    # The reference code's objective on the same budget (ELBO weights, no trust region, replay
+    # drawn uniformly, dislikes unbalanced) for the ablation table.
+    "papa_elbo": dict(weighting="elbo", diversity=False, balance=False, c_trust=0.0, base="papa"),
 }
 ALL_SETTINGS = {**FINETUNE, **VARIANTS}
 
@@ -139,18 +138,36 @@ def judge(gray: torch.Tensor, user: dict) -> tuple[list[int], torch.Tensor]:
     return labels, probs
 
 
+def normalised_entropy(counts: list[int]) -> float:
+    """Entropy of a histogram over its k bins divided by log k: 1 uniform, 0 one bin (or none)."""
+    total = sum(counts)
+    if total == 0 or len(counts) < 2:
+        return 0.0
+    h = -sum(c / total * math.log(c / total) for c in counts if c)
+    return h / math.log(len(counts))
+
+
 def digit_metrics(probs: torch.Tensor, labels: list[int], preferred: list[int]) -> dict:
     """Preferred fraction (liked by the user), min class share among preferred samples (None for
-    a rule without digits; 0 when no sample is preferred), mean confidence, class counts."""
+    a rule without digits; 0 when no sample is preferred), the normalised entropy of the
+    preferred-class histogram (1 = uniform over the preferred digits, 0 = one digit; for a rule
+    without digits: over all ten digits among the liked samples), mean confidence, class counts."""
     conf, digits = probs.max(-1)
     counts = torch.bincount(digits, minlength=10).tolist()
     min_share = None
     if preferred:
         mine = [counts[d] for d in preferred]
         min_share = min(mine) / sum(mine) if sum(mine) else 0.0
+        entropy = normalised_entropy(mine)
+    else:
+        liked = [d for d, v in zip(digits.tolist(), labels, strict=True) if v > 0]
+        entropy = normalised_entropy(
+            torch.bincount(torch.tensor(liked, dtype=torch.long), minlength=10).tolist()
+        )
     return {
         "preferred": sum(v > 0 for v in labels) / len(labels),
         "min_class_share": min_share,
+        "entropy": entropy,
         "confidence": float(conf.mean()),
         "class_counts": counts,
     }
@@ -198,7 +215,7 @@ def run_job(method: str, seed: int, args, part: Path) -> dict:
             "steps": args.steps,
             "sampler": args.sampler,
             "scheduler": args.scheduler,
-            "finetune": {k: v for k, v in ALL_SETTINGS[method].items() if k != "base"},
+            "finetune": finetune_settings(method, args),
             "candidates": n,
             "eval_samples": args.eval_samples,
             "threads": args.threads,
@@ -263,6 +280,7 @@ def merge(parts: list[dict], methods: list[str]) -> dict:
         mine = sorted((p for p in parts if p["method"] == method), key=lambda p: p["seed"])
         points = sorted({e["labels"] for p in mine for e in p["eval"]})
         agg = {k: [] for k in ("preferred_mean", "preferred_sd", "min_class_share")}
+        agg.update({k: [] for k in ("entropy_mean", "entropy_min")})
         agg.update({k: [] for k in ("confidence_mean", "finetune_seconds", "passes", "n_seeds")})
         for lab in points:
             at = [e for p in mine for e in p["eval"] if e["labels"] == lab]
@@ -271,6 +289,9 @@ def merge(parts: list[dict], methods: list[str]) -> dict:
             agg["preferred_mean"].append(pm)
             agg["preferred_sd"].append(psd)
             agg["min_class_share"].append(_mean_sd(shares)[0])
+            ents = [e["entropy"] for e in at if e.get("entropy") is not None]
+            agg["entropy_mean"].append(_mean_sd(ents)[0])
+            agg["entropy_min"].append(min(ents) if ents else None)
             agg["confidence_mean"].append(_mean_sd([e["confidence"] for e in at])[0])
             agg["finetune_seconds"].append(_mean_sd([e["finetune_seconds"] for e in at])[0])
             agg["passes"].append(_mean_sd([e["passes"] for e in at])[0])
@@ -298,13 +319,17 @@ def markdown_table(methods: dict, columns=(0, 50, 100)) -> str:
     final = max((max(r["labels"], default=0) for r in methods.values()), default=0)
     cols = sorted(set(columns) | {final})
     head = ["method", *(f"preferred @{c}" for c in cols)]
-    head += [f"min class share @{final}", f"confidence @{final}", "fine-tune s", "passes"]
+    head += [f"min class share @{final}", f"entropy @{final} (min over points)"]
+    head += [f"confidence @{final}", "fine-tune s", "passes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in methods.items():
         idx = {lab: i for i, lab in enumerate(r["labels"])}
         last = idx.get(final)
         row = [name, *(_cell(r["preferred_mean"], idx.get(c), r["preferred_sd"]) for c in cols)]
-        row += [_cell(r["min_class_share"], last), _cell(r["confidence_mean"], last)]
+        lowest = [v for v in r.get("entropy_min", []) if v is not None]
+        ent = _cell(r.get("entropy_mean", []), last) if "entropy_mean" in r else "-"
+        row += [_cell(r["min_class_share"], last), f"{ent} ({min(lowest):.2f})" if lowest else ent]
+        row += [_cell(r["confidence_mean"], last)]
         row += [
             _cell(r["finetune_seconds"], last, spec=".1f"),
             _cell(r["passes"], last, spec=".0f"),
@@ -363,6 +388,29 @@ def machine(device: str) -> dict:
             pass
         info["device_name"] = cpu
     return info
+
+
+def parse_value(text: str):
+    """A --set value: int, float, true/false, or the string itself."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def finetune_settings(method: str, args) -> dict:
+    """The method's fine-tune settings; --set KEY=VALUE overrides PAPA/EPAPA ones."""
+    out = {k: v for k, v in ALL_SETTINGS[method].items() if k != "base"}
+    if ALL_SETTINGS[method].get("base", method) in ("papa", "epapa"):
+        for item in args.set:
+            key, _, value = item.partition("=")
+            out[key] = parse_value(value)
+    return out
 
 
 def user_settings(args) -> dict:
@@ -440,6 +488,13 @@ def parse_args(argv: list[str]):
     ap.add_argument("--jobs", type=int, default=1, help="worker processes in parallel")
     ap.add_argument("--max-minutes", type=float, default=0, help="per worker; 0: no limit")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a PAPA/EPAPA fine-tune setting (FinetuneSettings field), repeatable",
+    )
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--part", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -472,7 +527,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "benchmark": "digits",
         "settings": settings,
-        "finetune": {m: ALL_SETTINGS[m] for m in args.methods.split(",")},
+        "finetune": {m: finetune_settings(m, args) for m in args.methods.split(",")},
         "machine": machine(args.device),
         "wall_seconds": time.perf_counter() - start,
         "methods": methods,

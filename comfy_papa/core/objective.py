@@ -26,10 +26,24 @@ from .schedule import (
     timestep_proposal,
 )
 
+WEIGHTINGS = ("elbo", "snr")
+
 
 @dataclass(frozen=True)
 class PapaConfig:
-    """Hyper-parameters of the PAPA loss; c_pref and c_sim are the reference's values."""
+    """Hyper-parameters of the PAPA loss. The defaults are the reference code's objective (ELBO
+    weights, c_pref 0.1, c_sim 0.009); `core.settings.FinetuneSettings` holds the tuned ones.
+
+    weighting "elbo": x0-space ELBO weights w_t, importance-sampled (`mc_timestep_batch`), and the
+    similarity term at SNR_t on likes only, as in the reference.
+    weighting "snr": one weight per timestep for every term, lambda_t = min(SNR_t, snr_gamma) in x0
+    space (the min-SNR-gamma weighting, Hang et al. 2023: plain epsilon MSE at the noisy end, the
+    x0 error capped at the clean end), timesteps stratified uniformly over the trained part of the
+    schedule. The preference, similarity (to the base model, likes) and trust (to the previous
+    round, every labelled sample) terms then share their units, so at each timestep the optimum of
+    like + similarity is a fixed blend of the liked sample and the base model's prediction, and
+    the noisy timesteps that decide composition get as much attention as the clean ones.
+    """
 
     c_pref: float = 0.1
     c_sim: float = 0.009
@@ -39,9 +53,19 @@ class PapaConfig:
     cut: float = 0.0
     c_anchor: float = 0.0
     anchor_timesteps: int = 0
+    weighting: str = "elbo"
+    snr_gamma: float = 5.0
+    c_trust: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("c_pref", "c_sim", "dislike_weight", "c_anchor"):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"weighting must be one of {WEIGHTINGS} ('snr' = the tuned default, 'elbo' = the "
+                f"reference code's), got {self.weighting!r}."
+            )
+        if not self.snr_gamma > 0:
+            raise ValueError(f"snr_gamma must be > 0 (5 is the usual value), got {self.snr_gamma}.")
+        for name in ("c_pref", "c_sim", "dislike_weight", "c_anchor", "c_trust"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         if self.dislike_cap <= 0:
@@ -100,6 +124,8 @@ def papa_loss(
     labels: Tensor,
     cfg: PapaConfig,
     anchor: Tensor | None = None,
+    x0_ref: Tensor | None = None,
+    dislike_scale: float = 1.0,
 ) -> tuple[Tensor, dict[str, float]]:
     """Monte-Carlo PAPA loss over (sample, timestep) pairs, averaged over samples.
 
@@ -128,6 +154,19 @@ def papa_loss(
     timesteps then drifts unchecked at sigma ~ 100 and the samples leave the data range (seen on
     the digits model: PAPA without it went from 0.38 to 0.00 liked). Measured in x0 space the
     anchor is ~sigma^2 strong at high noise and negligible at low noise, where PAPA learns.
+
+    With cfg.weighting "snr" (coef = min(SNR_t, gamma) / M from `mc_timestep_batch`) every term
+    carries the same per-pair weight coef:
+
+        c_pref * (max(y, 0) e - dislike_scale * max(-y, 0) dislike_weight min(e, cap e_base)) coef
+      + c_sim * [y > 0] * coef ||x0_pred - x0_base||^2
+      + c_trust * [y != 0] * coef ||x0_pred - x0_ref||^2
+
+    x0_ref is the previous round's prediction (None: the base model's, as in a first round): a
+    trust region around where this round started, on likes and dislikes alike, so one round moves
+    the model a bounded amount at every noise level whatever its minibatches say.
+    `dislike_scale` (the caller's like/dislike balance, `core.round.dislike_scale`) scales the
+    dislike term; 0 leaves a round with no likes to the trust region alone.
     """
     m = cfg.timesteps_per_sample
     per = m + cfg.anchor_timesteps
@@ -150,14 +189,25 @@ def papa_loss(
     dislike_loss = (
         -cfg.c_pref
         * cfg.dislike_weight
+        * dislike_scale
         * (dislike * coef * bounded_dislike(err, err_base, cfg.dislike_cap)).sum()
         / n_samples
     )
     drift = denoise_error(x0_pred, x0_base.detach())  # x0-space distance from the base model
-    similarity = drift * snr_t
-    sim_loss = cfg.c_sim * ((labels > 0) * pref * similarity).sum() / m / n_samples
+    if cfg.weighting == "snr":
+        sim_loss = cfg.c_sim * ((labels > 0) * pref * coef * drift).sum() / n_samples
+    else:
+        sim_loss = cfg.c_sim * ((labels > 0) * pref * drift * snr_t).sum() / m / n_samples
     loss = like_loss + dislike_loss + sim_loss
     parts = {"like_loss": like_loss, "dislike_loss": dislike_loss, "sim_loss": sim_loss}
+    if cfg.c_trust > 0:
+        step = drift if x0_ref is None else denoise_error(x0_pred, x0_ref.detach())
+        weight = coef if cfg.weighting == "snr" else snr_t / m
+        trust_loss = cfg.c_trust * ((labels != 0) * pref * weight * step).sum() / n_samples
+        loss = loss + trust_loss
+        parts["trust_loss"] = trust_loss
+    # How far the model is from the base here, in capped epsilon units (for the progress display).
+    parts["drift"] = (pref * drift * snr_t.clamp(max=5.0)).sum() / pref.sum().clamp(min=1)
     if cfg.anchor_timesteps:
         anchor_loss = (
             (cfg.c_anchor * ((labels != 0) & anchor).to(drift.dtype).mul(drift).sum())
@@ -176,6 +226,17 @@ def papa_loss(
     return loss, stats
 
 
+def stratified_timesteps(T: int, cut: float, n: int, m: int, generator: torch.Generator) -> Tensor:
+    """[n, m] timesteps on t >= cut_index(T, cut): for each row one draw in each of m equal
+    strata, in a random order per row (uniform marginals, lower variance than m i.i.d. draws)."""
+    device = generator.device
+    k = cut_index(T, cut)
+    span = T - k
+    u = torch.rand(n, m, generator=generator, device=device, dtype=torch.float64)
+    strata = torch.stack([torch.randperm(m, generator=generator, device=device) for _ in range(n)])
+    return (k + ((strata + u) * span / m).floor().long()).clamp(max=T - 1)
+
+
 def mc_timestep_batch(
     x0: Tensor,
     cond: Mapping[str, Tensor] | None,
@@ -187,7 +248,9 @@ def mc_timestep_batch(
 ) -> dict:
     """Expand B samples into B * M (sample, timestep) pairs for `papa_loss`.
 
-    Each sample gets M = cfg.timesteps_per_sample independent timesteps t ~ q on t >= cut, with
+    weighting "snr": each sample gets M stratified uniform timesteps on t >= cut
+    (`stratified_timesteps`) and coef = min(SNR_t, snr_gamma) / M. weighting "elbo":
+    each sample gets M = cfg.timesteps_per_sample independent timesteps t ~ q on t >= cut, with
     q_t proportional to w_t / (1 + SNR_t): the ELBO weight times the error scale of an ideal
     denoiser (`gaussian_denoise_error`). q proportional to w_t alone would put nearly all draws at
     the cleanest timesteps (w_t ~ SNR_t there) and almost never visit the noisy ones, where
@@ -205,12 +268,16 @@ def mc_timestep_batch(
     device = generator.device
     m, a = cfg.timesteps_per_sample, cfg.anchor_timesteps
     sig = sigmas.to(device)
-    weights = elbo_weights(sig, kind)
     snr_all = snr(sig.double(), kind)
-    q = timestep_proposal(weights * gaussian_denoise_error(snr_all).to(weights.dtype), cfg.cut)
-    draws = [sample_timesteps(q, m, generator, weights) for _ in range(len(x0))]
-    idx = torch.stack([d[0] for d in draws])
-    coef = torch.stack([d[1] for d in draws])
+    if cfg.weighting == "snr":
+        idx = stratified_timesteps(len(sig), cfg.cut, len(x0), m, generator)
+        coef = snr_all[idx].clamp(max=cfg.snr_gamma).to(sig.dtype) / m
+    else:
+        weights = elbo_weights(sig, kind)
+        q = timestep_proposal(weights * gaussian_denoise_error(snr_all).to(weights.dtype), cfg.cut)
+        draws = [sample_timesteps(q, m, generator, weights) for _ in range(len(x0))]
+        idx = torch.stack([d[0] for d in draws])
+        coef = torch.stack([d[1] for d in draws])
     is_anchor = torch.zeros(len(x0), m, dtype=torch.bool, device=device)
     if a:
         k = cut_index(len(sig), cfg.cut)

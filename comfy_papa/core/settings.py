@@ -17,20 +17,24 @@ class FinetuneSettings:
 
     method: str = "PAPA"
     cut: float = 0.4
-    steps: int = 20
-    learning_rate: float = 1e-4
+    steps: int = 10
+    learning_rate: float = 5e-4
     rank: int = 8
     alpha: float = 8.0
-    c_pref: float = 0.1
-    c_sim: float = 0.009
+    c_pref: float = 1.0
+    c_sim: float = 0.1
     dislike_weight: float = 0.5
     dislike_cap: float = 1.5
     batch_size: int = 8
-    timesteps_per_sample: int = 4
+    timesteps_per_sample: int = 2
     seed: int = 0
     gradient_checkpointing: bool = False
     c_anchor: float = 0.0
     anchor_timesteps: int = 1
+    weighting: str = "snr"
+    c_trust: float = 0.5
+    diversity: bool = True
+    balance: bool = True
 
     def papa_config(self) -> PapaConfig:
         if self.method not in METHODS:
@@ -44,6 +48,8 @@ class FinetuneSettings:
             cut=self.cut if self.method == "EPAPA" else 0.0,
             c_anchor=self.c_anchor,
             anchor_timesteps=self.anchor_timesteps if self.c_anchor > 0 else 0,
+            weighting=self.weighting,
+            c_trust=self.c_trust,
         )
 
     @property

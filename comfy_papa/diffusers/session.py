@@ -15,16 +15,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from ..core.objective import mc_timestep_batch, noise_x, papa_loss
-from ..core.optim import flatten_optimizer, guarded_step, restore_optimizer
+from ..core.objective import noise_x
+from ..core.optim import flatten_optimizer
 from ..core.replay import ReplayBuffer
+from ..core.round import RoundLoop, round_seed
 from ..core.schedule import cut_index
 from ..core.settings import FinetuneSettings
 from ..profile.atomic import atomic_write
@@ -248,7 +248,7 @@ class PapaSession:
         settings = FinetuneSettings(
             **{**overrides, "rank": self.adapter.rank, "alpha": self.adapter.alpha}
         )
-        cfg = settings.papa_config()
+        settings.papa_config()  # validates before anything is read
         self.profile.check_base(self.fingerprint)
         state = self.profile.load_round()
         replay, conds, consumed = self._merge_pending(state)
@@ -258,50 +258,38 @@ class PapaSession:
                 "give_labels() first."
             )
         round_ = self.profile.round + 1
-        params = self.adapter.parameters()
-        names = list(params)
-        opt = torch.optim.AdamW(params.values(), lr=settings.learning_rate, weight_decay=0.0)
-        restore_optimizer(opt, names, state.optimizer)
-        for group in opt.param_groups:
-            group["lr"] = settings.learning_rate
+        job = RoundLoop(
+            self.adapter.parameters(),
+            replay,
+            settings,
+            state.optimizer,
+            round_seed(settings.seed, round_),
+            ref_is_base=not state.adapter,
+        )
         den = self.denoiser
         device = next(den.unet.parameters()).device
-        x0_all = replay.latents.to(device, torch.float32) * self.latent_scale
-        labels_all = replay.labels.to(device, torch.float32)
-        groups_all = replay.cond["group"].to(device)
         contexts = self._group_contexts(conds, device)
-        gen = torch.Generator().manual_seed(settings.seed * 1_000_003 + round_)
-        losses, skipped, passes = [], 0, 0
-        start = time.perf_counter()
-        den.unet.train(False)
-        for _ in range(settings.steps):
-            idx = replay.sample(settings.batch_size, gen).to(device)
-            b = mc_timestep_batch(
-                x0_all[idx],
-                {"group": groups_all[idx]},
-                labels_all[idx],
-                den.sigmas,
-                den.kind,
-                cfg,
-                gen,
-            )
+
+        def predict(b: dict, adapter_on: bool) -> torch.Tensor:
             x = noise_x(b["x0"], b["noise"], b["sigma"], den.kind)
             ctx = None if contexts is None else contexts[b["cond"]["group"]]
-            with torch.no_grad():
-                self.adapter.enable(False)
-                try:
-                    x0_base = den(x, b["idx"], ctx)
-                finally:
-                    self.adapter.enable(True)
-            x0_pred = den(x, b["idx"], ctx)
-            loss, stats = papa_loss(
-                x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], cfg, b["anchor"]
-            )
-            passes += len(x)
-            if guarded_step(opt, loss, stats["loss"], params.values()):
-                losses.append(stats["loss"])
-            else:
-                skipped += 1
+            self.adapter.enable(adapter_on)
+            try:
+                return den(x, b["idx"], ctx)
+            finally:
+                self.adapter.enable(True)
+
+        den.unet.train(False)
+        job.train(
+            predict,
+            replay.latents.to(device, torch.float32) * self.latent_scale,
+            replay.labels.to(device, torch.float32),
+            replay.cond["group"].to(device),
+            den.sigmas,
+            den.kind,
+            device,
+        )
+        losses, skipped, passes = job.losses, job.skipped_steps, job.passes
         sd = self.adapter.state_dict()
         if not losses or not all(torch.isfinite(v).all() for v in sd.values()):
             self.adapter.load(state.adapter) if state.adapter else self._zero_adapter()
@@ -314,7 +302,9 @@ class PapaSession:
             "loss_last": losses[-1],
             "skipped_steps": skipped,
             "passes": passes,
-            "seconds": time.perf_counter() - start,
+            "reference_passes": job.reference_passes,
+            "drift": job.last_stats.get("drift"),
+            "seconds": job.seconds,
             "replay": len(replay),
             "host": "diffusers",
         }
@@ -326,7 +316,7 @@ class PapaSession:
                 "alpha": str(self.adapter.alpha),
                 "naming": self.adapter.naming,
             },
-            optimizer=flatten_optimizer(opt, names),
+            optimizer=flatten_optimizer(job.optimizer, job.names),
             replay=replay,
             conds=conds,
         )

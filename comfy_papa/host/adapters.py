@@ -105,12 +105,27 @@ def adaptable_modules(model) -> list[tuple[str, torch.nn.Module]]:
     ]
 
 
+def init_like_peft(train: torch.nn.Module) -> None:
+    """down ~ kaiming-uniform over the layer's fan-in (a = sqrt(5), torch's Linear default), up = 0:
+    peft's LoRA initialisation.
+
+    ComfyUI's `create_train` does the opposite (up random over fan-in = rank, down zero). Under
+    Adam the first steps move the zero factor by ~lr per entry, so the weight change per step
+    scales with the random factor's size: ComfyUI's start moves sqrt(fan_in / rank) times further
+    (1.7x at fan-in 27 to ~12x at 1152), and one learning rate meant something else on every
+    layer, model size and backend. With peft's start it means the same as in diffusers.
+    """
+    with torch.no_grad():
+        torch.nn.init.kaiming_uniform_(train.lora_down.weight, a=5**0.5)
+        train.lora_up.weight.zero_()
+
+
 def attach_trainable(
     mp, rank: int, alpha: float, existing: dict[str, torch.Tensor] | None, seed: int
 ) -> AdapterSet:
     """Add one LoRA per adaptable module to the clone `mp` (fresh, or continued from `existing`).
 
-    Fresh adapters: up initialised by ComfyUI (kaiming, under a fixed seed), down zero, so round 1
+    Fresh adapters start as peft's do (`init_like_peft`, under a fixed seed): up zero, so round 1
     starts exactly at the base model.
     """
     gate = Gate()
@@ -131,6 +146,8 @@ def attach_trainable(
                 with torch.no_grad():
                     train.lora_up.weight.copy_(existing[up])
                     train.lora_down.weight.copy_(existing[down])
+            else:
+                init_like_peft(train)
             train = train.to(torch.float32)
             aset.modules[name] = train
             mp.add_weight_wrapper(f"{name}.weight", GatedAdapter(train, gate))

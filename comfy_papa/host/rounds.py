@@ -9,6 +9,7 @@ import torch
 
 from ..core.optim import flatten_optimizer
 from ..core.replay import ReplayBuffer
+from ..core.round import round_seed
 from ..core.schedule import sigma_cut
 from ..feedback import Feedback
 from ..profile.store import Profile, RoundState
@@ -141,8 +142,9 @@ def finetune(
             group_conditionings(conds),
             settings,
             state.optimizer,
-            round_seed=settings.seed * 1_000_003 + round_,
+            round_seed=round_seed(settings.seed, round_),
             progress=progress,
+            ref_is_base=not state.adapter,
         )
         run_training(mp, job, tuple(replay.latents.shape))
     lora_sd = adapters.state_dict()
@@ -161,6 +163,8 @@ def finetune(
         "loss_last": job.losses[-1],
         "skipped_steps": job.skipped_steps,
         "passes": job.passes,
+        "reference_passes": job.reference_passes,
+        "drift": job.last_stats.get("drift"),
         "seconds": job.seconds,
         "replay": len(replay),
     }

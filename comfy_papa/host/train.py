@@ -7,8 +7,6 @@ for the model family, and our sampler runs the optimisation loop instead of deno
 
 from __future__ import annotations
 
-import time
-
 import comfy.model_management
 import comfy.model_sampling
 import comfy.samplers
@@ -16,9 +14,8 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.objective import mc_timestep_batch, papa_loss
-from ..core.optim import guarded_step, restore_optimizer
 from ..core.replay import ReplayBuffer
+from ..core.round import RoundLoop
 from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
 
@@ -45,8 +42,9 @@ def schedule_sigmas(model_sampling) -> torch.Tensor:
     return model_sampling.sigmas.detach().to("cpu", torch.float64)
 
 
-class TrainingRound:
-    """The optimisation loop of one round; `run` is called from inside the guider's sampling."""
+class TrainingRound(RoundLoop):
+    """The round's optimisation (`core.round.RoundLoop`) inside ComfyUI: `run` is called from
+    inside the guider's sampling and supplies the host's denoiser."""
 
     def __init__(
         self,
@@ -57,26 +55,14 @@ class TrainingRound:
         optimizer_state: dict[str, torch.Tensor],
         round_seed: int,
         progress=None,
+        ref_is_base: bool = True,
     ) -> None:
-        self.adapters = adapters
-        self.replay = replay
-        self.group_conds = group_conds
-        self.settings = settings
-        self.cfg = settings.papa_config()
-        self.names = list(adapters.parameters())
-        self.optimizer = torch.optim.AdamW(
-            adapters.parameters().values(), lr=settings.learning_rate, weight_decay=0.0
+        super().__init__(
+            adapters.parameters(), replay, settings, optimizer_state, round_seed, ref_is_base
         )
-        # Restored in `run`, once the host has loaded the adapter where it trains: the optimizer
-        # then places the moments on each parameter's device (on a GPU, restoring here left them
-        # on the CPU and every round after the first failed at its first step).
-        self._optimizer_state = optimizer_state
-        self.round_seed = round_seed
+        self.adapters = adapters
+        self.group_conds = group_conds
         self.progress = progress
-        self.losses: list[float] = []
-        self.skipped_steps = 0
-        self.passes = 0
-        self.seconds = 0.0
 
     def _predict(self, model_wrap, extra_args, x, sigma, groups) -> torch.Tensor:
         """Denoised x0 for each pair, running the model once per conditioning group."""
@@ -104,63 +90,41 @@ class TrainingRound:
         inverse[torch.cat(order)] = torch.arange(len(inverse), device=inverse.device)
         return out[inverse]
 
-    def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
-        """One step's (sample, timestep) pairs: a replay minibatch expanded by Monte Carlo over
-        timesteps (`mc_timestep_batch`). The benchmark's baselines override this and
-        `compute_loss` to train the same adapters with their own objectives."""
-        idx = self.replay.sample(self.settings.batch_size, gen).to(device)
-        return mc_timestep_batch(
-            x0_all[idx], {"group": groups_all[idx]}, labels_all[idx], sigmas, kind, self.cfg, gen
-        )
-
-    def compute_loss(self, b: dict, x0_pred, x0_base):
-        """The PAPA loss of a batch from `make_batch`, given the adapted and base predictions."""
-        return papa_loss(
-            x0_pred, x0_base, b["x0"], b["snr"], b["coef"], b["labels"], self.cfg, b["anchor"]
-        )
-
     def run(self, model_wrap, extra_args) -> None:
-        start = time.perf_counter()
         inner = model_wrap.inner_model
         self._processed = list(model_wrap.conds["positive"])
         ms = inner.model_sampling
-        kind = model_kind(ms)
-        sigmas = schedule_sigmas(ms)
         device = comfy.model_management.get_torch_device()
         dtype = torch.float32
-        restore_optimizer(self.optimizer, self.names, self._optimizer_state)
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.settings.learning_rate
         x0_all = inner.process_latent_in(self.replay.latents.to(device, dtype))
-        labels_all = self.replay.labels.to(device, dtype)
-        groups_all = self.replay.cond["group"].to(device)
-        gen = torch.Generator().manual_seed(self.round_seed)
-        steps = self.settings.steps
-        pbar = comfy.utils.ProgressBar(steps)
-        for step in range(steps):
-            b = self.make_batch(gen, x0_all, labels_all, groups_all, sigmas, kind, device)
-            x_noisy = ms.noise_scaling(b["sigma"].to(dtype), b["noise"].to(dtype), b["x0"])
+
+        def predict(b: dict, adapter_on: bool) -> torch.Tensor:
             sigma = b["sigma"].to(dtype)
-            groups = b["cond"]["group"]
-            with torch.no_grad():
-                self.adapters.gate.on = False
-                try:
-                    x0_base = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
-                finally:
-                    self.adapters.gate.on = True
-            x0_pred = self._predict(model_wrap, extra_args, x_noisy, sigma, groups)
-            loss, stats = self.compute_loss(b, x0_pred.float(), x0_base.float())
-            self.passes += len(sigma)
-            params = self.adapters.parameters().values()
-            if guarded_step(self.optimizer, loss, stats["loss"], params):
-                self.losses.append(stats["loss"])
-            else:
-                self.skipped_steps += 1
+            x_noisy = ms.noise_scaling(sigma, b["noise"].to(dtype), b["x0"])
+            self.adapters.gate.on = adapter_on
+            try:
+                return self._predict(model_wrap, extra_args, x_noisy, sigma, b["cond"]["group"])
+            finally:
+                self.adapters.gate.on = True
+
+        pbar = comfy.utils.ProgressBar(self.settings.steps)
+
+        def on_step(step: int, steps: int, stats: dict) -> None:
             preview = None
             if self.progress:
-                preview = self.progress(step + 1, steps, stats["loss"], self.losses)
-            pbar.update_absolute(step + 1, steps, preview)  # raises if the run was interrupted
-        self.seconds = time.perf_counter() - start
+                preview = self.progress(step, steps, stats, self.losses)
+            pbar.update_absolute(step, steps, preview)  # raises if the run was interrupted
+
+        self.train(
+            predict,
+            x0_all,
+            self.replay.labels.to(device, dtype),
+            self.replay.cond["group"].to(device),
+            schedule_sigmas(ms),
+            model_kind(ms),
+            device,
+            on_step,
+        )
 
 
 class _TrainSampler(comfy.samplers.Sampler):

@@ -15,12 +15,18 @@ def _send_progress(profile: str):
     progress preview. Without a running server (the node called from a script) nothing is sent."""
     from server import PromptServer
 
-    def progress(step: int, steps: int, loss: float, losses: list[float]):
+    def progress(step: int, steps: int, stats: dict, losses: list[float]):
         instance = getattr(PromptServer, "instance", None)
         if instance is not None:
             instance.send_sync(
                 "papa.train_progress",
-                {"profile": profile, "step": step, "steps": steps, "loss": loss},
+                {
+                    "profile": profile,
+                    "step": step,
+                    "steps": steps,
+                    "loss": stats["loss"],
+                    "drift": stats.get("drift"),
+                },
             )
         if step == steps or step % 5 == 0:
             return ("JPEG", loss_curve_pil(losses, f"{profile}: step {step}/{steps}"), 384)

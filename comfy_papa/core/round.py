@@ -1,0 +1,215 @@
+"""One training round's optimisation, written once for every backend.
+
+A backend (ComfyUI's host, diffusers) supplies only `predict(batch, adapter_on) -> x0`: the
+denoised prediction of the batch's pairs (it noises `batch["x0"]` with `batch["noise"]` at
+`batch["sigma"]` in its own convention), with the adapter on or off; and the adapter's parameters.
+Everything else is here: which replayed candidates a step trains on (diversity and like/dislike
+balance), the Monte-Carlo timesteps, the trust region to the previous round, the loss, the guarded
+optimizer step and the numbers a progress display shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from .objective import mc_timestep_batch, papa_loss
+from .optim import guarded_step, restore_optimizer
+from .replay import ReplayBuffer
+
+Predict = Callable[[dict, bool], Tensor]
+OnStep = Callable[[int, int, dict], None]
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """The training seed of round `round_` for a user seed of any size (a widget accepts up to
+    2^64 - 1): a hash of both, below 2^63, so it fits torch.Generator.manual_seed."""
+    digest = hashlib.sha256(f"papa-round:{int(seed)}:{int(round_)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def density_weights(latents: Tensor, bandwidth: float = 0.25) -> Tensor:
+    """Inverse local density of each latent among `latents` (mean 1): 1 / sum_j k(x_i, x_j) with a
+    Gaussian kernel whose squared width is `bandwidth` times the median squared distance.
+
+    Near-copies share one unit of weight, so a group of similar liked samples (what a model that
+    starts to collapse produces round after round) counts about as much as a single distinct one:
+    the replay stops rewarding the rich. Model-agnostic: distances between stored latents, no
+    classifier.
+    """
+    n = len(latents)
+    if n < 3:
+        return torch.ones(n)
+    flat = latents.flatten(1).double()
+    d2 = torch.cdist(flat, flat).square()
+    off = d2[~torch.eye(n, dtype=torch.bool)]
+    h2 = float(off.median()) * bandwidth
+    if not h2 > 0:
+        return torch.ones(n)
+    w = torch.exp(-d2 / h2).sum(dim=1).reciprocal()
+    return (w / w.mean()).float()
+
+
+def replay_weights(replay: ReplayBuffer, diversity: bool) -> Tensor:
+    """Sampling weight of each replayed candidate: 0 for skipped ones; liked and disliked ones
+    keep their groups' shares of the labelled items, and within a group each item weighs its
+    inverse density (`density_weights`) when `diversity`, else 1."""
+    labels = replay.labels
+    weights = torch.zeros(len(labels))
+    for mask in (labels > 0, labels < 0):
+        if not bool(mask.any()):
+            continue
+        if diversity and replay.latents is not None:
+            weights[mask] = density_weights(replay.latents[mask])
+        else:
+            weights[mask] = 1.0
+    return weights
+
+
+def dislike_scale(labels: Tensor) -> float:
+    """min(1, likes / dislikes): the dislikes of a replay together never weigh more than its
+    likes. With no likes yet the dislikes train nothing: pushing away from everything drawn, with
+    nothing to pull towards, only degrades the model (measured on a rare preference)."""
+    likes, dislikes = int((labels > 0).sum()), int((labels < 0).sum())
+    return 1.0 if dislikes == 0 else min(1.0, likes / dislikes)
+
+
+def sample_indices(weights: Tensor, batch: int, generator: torch.Generator) -> Tensor:
+    """min(batch, items with weight > 0) distinct indices drawn with probability ~ weight."""
+    eligible = int((weights > 0).sum())
+    if eligible == 0:
+        raise ValueError(
+            "replay buffer has no liked or disliked candidates to train on; label at least one "
+            "candidate before fine-tuning."
+        )
+    w = weights.to(generator.device, torch.float64)
+    return torch.multinomial(w, min(batch, eligible), replacement=False, generator=generator).cpu()
+
+
+@contextlib.contextmanager
+def swapped(params: list[Tensor], values: list[Tensor]) -> Iterator[None]:
+    """Temporarily give `params` the tensors `values` (same shapes) without touching autograd."""
+    saved = [p.data for p in params]
+    try:
+        for p, v in zip(params, values, strict=True):
+            p.data = v
+        yield
+    finally:
+        for p, v in zip(params, saved, strict=True):
+            p.data = v
+
+
+class RoundLoop:
+    """The optimisation of one round on a replay buffer, for any backend.
+
+    `params`: the adapter's trainable parameters by name (their values at construction are the
+    previous round's adapter). `ref_is_base`: the previous round is the base model (a fresh
+    adapter), so the trust region needs no extra forward pass. Subclasses (the benchmark's
+    baselines) override `make_batch` and `compute_loss` to train the same adapters with their own
+    objectives.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, torch.nn.Parameter],
+        replay: ReplayBuffer,
+        settings,
+        optimizer_state: dict[str, Tensor],
+        round_seed: int,
+        ref_is_base: bool = True,
+    ) -> None:
+        self.params = params
+        self.names = list(params)
+        self.replay = replay
+        self.settings = settings
+        self.cfg = settings.papa_config()
+        self.optimizer = torch.optim.AdamW(
+            params.values(), lr=settings.learning_rate, weight_decay=0.0
+        )
+        # Restored in `train`, once the backend has put the adapter where it trains: the
+        # optimizer then places the moments on each parameter's device.
+        self._optimizer_state = optimizer_state
+        self.round_seed = round_seed
+        self.ref_is_base = ref_is_base
+        self.weights = replay_weights(replay, getattr(settings, "diversity", False))
+        self.dislike_scale = (
+            dislike_scale(replay.labels) if getattr(settings, "balance", False) else 1.0
+        )
+        self.losses: list[float] = []
+        self.last_stats: dict = {}
+        self.skipped_steps = 0
+        self.passes = 0
+        self.reference_passes = 0
+        self.seconds = 0.0
+
+    def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
+        """One step's (sample, timestep) pairs: a replay minibatch (`replay_weights`) expanded
+        over Monte-Carlo timesteps (`mc_timestep_batch`)."""
+        idx = sample_indices(self.weights, self.settings.batch_size, gen).to(device)
+        b = mc_timestep_batch(
+            x0_all[idx], {"group": groups_all[idx]}, labels_all[idx], sigmas, kind, self.cfg, gen
+        )
+        b["dislike_scale"] = self.dislike_scale
+        return b
+
+    def compute_loss(self, b: dict, x0_pred: Tensor, x0_base: Tensor):
+        """The PAPA loss of a batch from `make_batch`, given the adapted and base predictions
+        (and the previous round's, b["x0_ref"], when the trust region needs it)."""
+        return papa_loss(
+            x0_pred,
+            x0_base,
+            b["x0"],
+            b["snr"],
+            b["coef"],
+            b["labels"],
+            self.cfg,
+            b["anchor"],
+            x0_ref=b.get("x0_ref"),
+            dislike_scale=b.get("dislike_scale", 1.0),
+        )
+
+    def train(
+        self,
+        predict: Predict,
+        x0_all: Tensor,
+        labels_all: Tensor,
+        groups_all: Tensor,
+        sigmas: Tensor,
+        kind: str,
+        device,
+        on_step: OnStep | None = None,
+    ) -> None:
+        """settings.steps guarded optimizer steps; `on_step(step, steps, stats)` after each."""
+        start = time.perf_counter()
+        restore_optimizer(self.optimizer, self.names, self._optimizer_state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.settings.learning_rate
+        params = list(self.params.values())
+        need_ref = self.cfg.c_trust > 0 and not self.ref_is_base
+        previous = [p.detach().clone() for p in params] if need_ref else []
+        gen = torch.Generator().manual_seed(self.round_seed)
+        steps = self.settings.steps
+        for step in range(steps):
+            b = self.make_batch(gen, x0_all, labels_all, groups_all, sigmas, kind, device)
+            with torch.no_grad():
+                x0_base = predict(b, False)
+                if need_ref:
+                    with swapped(params, previous):
+                        b["x0_ref"] = predict(b, True).float()
+            x0_pred = predict(b, True)
+            loss, stats = self.compute_loss(b, x0_pred.float(), x0_base.float())
+            self.passes += len(b["sigma"])  # forward+backward passes (as before the trust region)
+            self.reference_passes += len(b["sigma"]) * (2 if need_ref else 1)  # no-grad forwards
+            if guarded_step(self.optimizer, loss, stats["loss"], params):
+                self.losses.append(stats["loss"])
+            else:
+                self.skipped_steps += 1
+            self.last_stats = stats
+            if on_step is not None:
+                on_step(step + 1, steps, stats)
+        self.seconds = time.perf_counter() - start
