@@ -44,13 +44,23 @@ class FinetuneSettings:
             c_sim=self.c_sim,
             dislike_weight=self.dislike_weight,
             dislike_cap=self.dislike_cap,
-            timesteps_per_sample=self.timesteps_per_sample,
+            timesteps_per_sample=self.trained_timesteps,
             cut=self.cut if self.method == "EPAPA" else 0.0,
             c_anchor=self.c_anchor,
             anchor_timesteps=self.anchor_timesteps if self.c_anchor > 0 else 0,
             weighting=self.weighting,
             c_trust=self.c_trust,
         )
+
+    @property
+    def trained_timesteps(self) -> int:
+        """Monte-Carlo timesteps per candidate per step. EPAPA trains only the part of the
+        schedule above the cut, so it draws the same density of timesteps there with
+        max(1, round(timesteps_per_sample * (1 - cut))) draws: that is where its saving in network
+        passes comes from (the paper's 40% at cut 0.4)."""
+        if self.method == "EPAPA" and self.weighting == "snr":
+            return max(1, round(self.timesteps_per_sample * (1 - self.cut)))
+        return self.timesteps_per_sample
 
     @property
     def pairs_per_sample(self) -> int:

@@ -30,11 +30,12 @@ def sample_candidates(
     scheduler: str,
     round_tag: str = "",
 ) -> tuple[dict, Candidates]:
-    """Sample `count` candidates in one batch; candidate i uses seed + i."""
+    """Sample `count` candidates in one batch; candidate i uses seed + i (modulo 2^64, so a seed
+    at the top of the widget's range works with any count)."""
     base = latent["samples"][:1]
     base = comfy.sample.fix_empty_latent_channels(model, base)
     latents_in = base.repeat(count, *([1] * (base.ndim - 1)))
-    seeds = [seed + i for i in range(count)]
+    seeds = [(seed + i) % 2**64 for i in range(count)]
     noise = candidate_noise(latents_in, seeds)
     callback = latent_preview.prepare_callback(model, steps)
     samples = comfy.sample.sample(

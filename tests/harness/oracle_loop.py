@@ -13,23 +13,30 @@ from dataclasses import dataclass
 
 import torch
 
+from comfy_papa.core.settings import FinetuneSettings
+
 from .graph import Graph, run
 from .outputs import saved_latent
 
-# Fine-tune settings of the digits learning test and of bench/learning_margin.py, which measures
-# the margin the test asserts: one definition so the two cannot drift apart.
-DIGITS_FINETUNE = dict(
-    cut=0.4,
-    steps=10,
-    learning_rate=5e-4,
-    rank=8,
-    alpha=8.0,
-    c_pref=0.1,
-    c_sim=0.009,
-    batch_size=8,
-    timesteps_per_sample=2,
-    gradient_checkpointing=False,
-)
+# Fine-tune settings of the learning tests and of bench/learning_margin.py: the PAPA Fine-tune
+# node's own defaults (what an artist who changes nothing gets), one definition for all of them.
+_DEFAULTS = FinetuneSettings()
+DIGITS_FINETUNE = {
+    name: getattr(_DEFAULTS, name)
+    for name in (
+        "cut",
+        "steps",
+        "learning_rate",
+        "rank",
+        "alpha",
+        "c_pref",
+        "c_sim",
+        "batch_size",
+        "timesteps_per_sample",
+        "gradient_checkpointing",
+        "c_anchor",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -106,15 +113,31 @@ def liked_brightness(latents: torch.Tensor, threshold: float, limit: float | Non
     return ok
 
 
-def liked_digits(latents: torch.Tensor, preferred: str) -> torch.Tensor:
-    """The classifier reads a preferred digit (latents are the pixel-space VAE's [-1, 1])."""
+def read_digits(latents: torch.Tensor) -> torch.Tensor:
+    """The classifier's digit per sample (latents are the pixel-space VAE's [-1, 1])."""
     from comfy_papa.digits.classifier import classify
-    from comfy_papa.digits.rules import parse_digits
 
     images = ((latents.float() + 1) / 2).clamp(0, 1).mean(1, keepdim=True)
-    digits = classify(images).argmax(-1)
+    return classify(images).argmax(-1)
+
+
+def liked_digits(latents: torch.Tensor, preferred: str) -> torch.Tensor:
+    """The classifier reads a preferred digit."""
+    from comfy_papa.digits.rules import parse_digits
+
     wanted = torch.tensor(sorted(parse_digits(preferred)))
-    return torch.isin(digits, wanted)
+    return torch.isin(read_digits(latents), wanted)
+
+
+def preferred_entropy(latents: torch.Tensor, preferred: str) -> float:
+    """Normalised entropy of the preferred digits' histogram among the samples: 1 when they are
+    drawn equally often, 0 when one of them takes all (a collapse)."""
+    from comfy_papa.digits.rules import parse_digits
+
+    wanted = sorted(parse_digits(preferred))
+    counts = torch.bincount(read_digits(latents), minlength=10)[wanted].double()
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum() / torch.log(torch.tensor(float(len(wanted)))))
 
 
 def liked(latents, threshold, limit, src: Source | None = None) -> torch.Tensor:
@@ -163,4 +186,10 @@ def run_loop(server, src, profile, finetune: dict, rounds=5, count=8, seed=0, di
             limit,
         )
     after = liked_fraction(server, src, profile, threshold, seed=90_000 + seed, limit=limit)
-    return {"threshold": threshold, "limit": limit, "before": before, "after": after}
+    out = {"threshold": threshold, "limit": limit, "before": before, "after": after}
+    if src.oracle == "digits":
+        final = sample_latents(server, src, profile, 64, 95_000 + seed)
+        out["after_64"] = float(liked_digits(final, src.preferred).float().mean())
+        out["entropy_before"] = preferred_entropy(base, src.preferred)
+        out["entropy_after"] = preferred_entropy(final, src.preferred)
+    return out

@@ -198,3 +198,14 @@ def test_gradient_checkpointing_trains_the_same_adapter(comfy, checkpoint_name):
     diff = sum((a[k] - b[k]).norm() ** 2 for k in down) ** 0.5
     size = sum(a[k].norm() ** 2 for k in down) ** 0.5
     assert size > 0 and diff / size < 2e-2, (diff, size)
+
+
+def test_the_largest_seeds_the_widgets_accept_train_two_rounds(comfy, checkpoint_name):
+    """Every seed a widget accepts works: the sampler's 2^64 - 1 with several candidates, and the
+    Fine-tune node's maximum, round after round (the round seed once overflowed in round 2)."""
+    for _ in range(2):
+        g = labelled_round(checkpoint_name, "ft-seeds", "+ - +", seed=2**64 - 1, steps=2)
+        g.nodes["ft"]["inputs"]["seed"] = 0xFFFFFFFFFFFF
+        result = run(comfy.url, g)
+        assert result.ok, result.error()
+    assert Profile.open(profiles_dir(comfy), "ft-seeds", create=False).round == 2

@@ -22,3 +22,26 @@ def test_five_oracle_rounds_raise_the_liked_fraction_well_above_the_base(comfy, 
     )
     assert 0.2 <= res["before"] <= 0.8, res  # the threshold is the base model's median
     assert res["after"] >= res["before"] + MARGIN, res
+
+
+# The digit oracle (the paper's simulated user: likes 1, 4, 7 and 9) with the node's defaults:
+# the liked fraction must rise and the preferred digits must stay balanced (no collapse onto one
+# digit). Margins from bench/digits.py runs (BENCHMARKS.md).
+DIGITS_ROUNDS = 5
+DIGITS_MARGIN = 0.25
+DIGITS_MIN_ENTROPY = 0.75
+
+
+@pytest.mark.slow
+def test_the_digit_oracle_is_learned_without_collapse(comfy):
+    src = Source(oracle="digits", preferred="1,4,7,9")
+    res = run_loop(
+        comfy,
+        src,
+        "learn-digits",
+        dict(DIGITS_FINETUNE, seed=0, method="PAPA"),
+        rounds=DIGITS_ROUNDS,
+        count=10,
+    )
+    assert res["after_64"] >= res["before"] + DIGITS_MARGIN, res
+    assert res["entropy_after"] >= DIGITS_MIN_ENTROPY, res

@@ -1,0 +1,150 @@
+"""The backend-neutral round (core.round) without any host: seeds, replay weighting, the loop."""
+
+import torch
+
+from comfy_papa.core.objective import PapaConfig, mc_timestep_batch, papa_loss, stratified_timesteps
+from comfy_papa.core.replay import ReplayBuffer
+from comfy_papa.core.round import (
+    RoundLoop,
+    density_weights,
+    dislike_scale,
+    replay_weights,
+    round_seed,
+    sample_indices,
+)
+from comfy_papa.core.schedule import discrete_sigmas_from_betas
+from comfy_papa.core.settings import FinetuneSettings
+
+SIGMAS = discrete_sigmas_from_betas(torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64))
+
+
+def test_round_seed_fits_a_generator_for_every_widget_seed():
+    for seed in (0, 1, 2**48 - 1, 2**63, 2**64 - 1):
+        for r in (1, 2, 10_000):
+            s = round_seed(seed, r)
+            assert 0 <= s < 2**63
+            torch.Generator().manual_seed(s)
+    assert round_seed(5, 1) == round_seed(5, 1) != round_seed(5, 2) != round_seed(6, 2)
+
+
+def test_near_copies_share_one_unit_of_density_weight():
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.randn(6, 1, 8, 8, generator=g)
+    copies = distinct[:1] + 0.01 * torch.randn(6, 1, 8, 8, generator=g)
+    w = density_weights(torch.cat([distinct, copies]))
+    assert abs(float(w.mean()) - 1) < 1e-5
+    # The six near-copies of sample 0 together weigh about what one distinct sample weighs.
+    assert float(w[6:].sum() + w[0]) < 2.5 * float(w[1:6].mean())
+    assert torch.equal(density_weights(torch.randn(2, 3)), torch.ones(2))
+
+
+def _replay(labels, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = len(labels)
+    r = ReplayBuffer()
+    r.add(
+        torch.randn(n, 1, 4, 4, generator=g),
+        torch.tensor(labels, dtype=torch.float32),
+        torch.ones(n, dtype=torch.long),
+        [f"c{i}" for i in range(n)],
+        {"group": torch.zeros(n, dtype=torch.long)},
+    )
+    return r
+
+
+def test_replay_weights_skip_nothing_labelled_and_keep_group_shares():
+    r = _replay([1, 1, 0, -1, -1, -1, 0, 1])
+    for diversity in (False, True):
+        w = replay_weights(r, diversity)
+        assert torch.all(w[r.labels == 0] == 0)
+        assert torch.all(w[r.labels != 0] > 0)
+        assert abs(float(w[r.labels > 0].sum()) - 3) < 1e-4
+        assert abs(float(w[r.labels < 0].sum()) - 3) < 1e-4
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        idx = sample_indices(replay_weights(r, True), 4, g)
+        assert len(set(idx.tolist())) == 4 and all(r.labels[i] != 0 for i in idx)
+
+
+def test_dislikes_never_outweigh_likes():
+    assert dislike_scale(torch.tensor([-1.0, -1.0, 0.0])) == 0.0
+    assert dislike_scale(torch.tensor([1.0, -1.0, -1.0, -1.0])) == 1 / 3
+    assert dislike_scale(torch.tensor([1.0, 1.0, -1.0])) == 1.0
+    assert dislike_scale(torch.tensor([1.0])) == 1.0
+
+
+def test_stratified_timesteps_cover_every_stratum_above_the_cut():
+    g = torch.Generator().manual_seed(0)
+    idx = stratified_timesteps(1000, 0.4, 50, 4, g)
+    assert idx.shape == (50, 4) and int(idx.min()) >= 400 and int(idx.max()) <= 999
+    strata = ((idx - 400) * 4 // 600).sort(dim=1).values
+    assert torch.equal(strata, torch.arange(4).expand(50, 4))
+
+
+def test_snr_weighting_blends_each_like_with_the_base_prediction():
+    """Per pair, like + similarity terms share one weight: the optimum is the fixed blend
+    (c_pref x0 + c_sim x0_base) / (c_pref + c_sim), at every noise level."""
+    cfg = PapaConfig(weighting="snr", c_pref=1.0, c_sim=0.25, timesteps_per_sample=3)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 1, 4, 4, generator=g)
+    b = mc_timestep_batch(x0, None, torch.ones(2), SIGMAS, "eps", cfg, g)
+    base = torch.randn_like(b["x0"])
+    pred = ((1.0 * b["x0"] + 0.25 * base) / 1.25).requires_grad_(True)
+    loss, _ = papa_loss(pred, base, b["x0"], b["snr"], b["coef"], b["labels"], cfg, b["anchor"])
+    loss.backward()
+    assert float(pred.grad.abs().max()) < 1e-6
+    assert torch.allclose(b["coef"], b["snr"].clamp(max=5.0) / 3)
+
+
+def test_trust_region_holds_a_round_at_its_start_without_likes():
+    """A round whose replay has only dislikes (balance): the dislike term is off and the trust
+    region's gradient is zero at the previous round, so the adapter does not move."""
+    cfg = PapaConfig(weighting="snr", c_trust=0.5, timesteps_per_sample=2)
+    x0 = torch.randn(3, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    b = mc_timestep_batch(x0, None, -torch.ones(3), SIGMAS, "eps", cfg, g)
+    ref = torch.randn_like(b["x0"])
+    pred = ref.clone().requires_grad_(True)
+    loss, stats = papa_loss(
+        pred, torch.randn_like(ref), b["x0"], b["snr"], b["coef"], b["labels"], cfg,
+        b["anchor"], x0_ref=ref, dislike_scale=0.0,
+    )  # fmt: skip
+    loss.backward()
+    assert float(pred.grad.abs().max()) == 0.0 and stats["trust_loss"] == 0.0
+
+
+class _Toy(torch.nn.Module):
+    """x0_hat = x / (1 + sigma^2) + adapter offset: a 'denoiser' with one trainable bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = torch.nn.Parameter(torch.zeros(1, 1, 4, 4))
+
+    def predict(self, b: dict, adapter_on: bool) -> torch.Tensor:
+        s = b["sigma"].reshape(-1, 1, 1, 1).float()
+        x = b["x0"] + s * b["noise"]
+        out = x / (1 + s * s)
+        return out + self.offset if adapter_on else out
+
+
+def _loop(toy, replay, **kw):
+    settings = FinetuneSettings(**{"steps": 30, "learning_rate": 0.05, **kw})
+    job = RoundLoop(dict(toy.named_parameters()), replay, settings, {}, round_seed(0, 1))
+    x0 = replay.latents
+    job.train(toy.predict, x0, replay.labels, replay.cond["group"], SIGMAS, "eps", "cpu")
+    return job
+
+
+def test_round_loop_pulls_the_model_towards_the_likes():
+    replay = _replay([1, 1, 1, -1, -1])
+    replay.latents[replay.labels > 0] += 2.0  # likes are brighter
+    toy = _Toy()
+    job = _loop(toy, replay)
+    assert len(job.losses) == 30 and job.skipped_steps == 0 and job.passes == 30 * 5 * 2
+    assert float(toy.offset.detach().mean()) > 0.1
+
+
+def test_round_loop_without_likes_leaves_the_model_alone():
+    toy = _Toy()
+    job = _loop(toy, _replay([-1, -1, -1, 0]))
+    assert job.losses and float(toy.offset.detach().abs().max()) == 0.0
