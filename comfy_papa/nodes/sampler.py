@@ -32,7 +32,8 @@ class CandidateSampler(io.ComfyNode):
                     min=0,
                     max=0xFFFFFFFFFFFFFFFF,
                     control_after_generate=True,
-                    tooltip="Seed of the first candidate; candidate i uses seed + i (wrapping past the maximum).",
+                    tooltip="Seed of the first candidate; candidate i uses seed + i (wrapping "
+                    "past the maximum).",
                 ),
                 io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps."),
                 io.Float.Input(
