@@ -1,10 +1,18 @@
-"""Turn an API-format graph into a frontend workflow file (+ thumbnail) with the real frontend.
+"""Write the workflow templates in workflows/ with the real frontend, exactly as it saves them.
 
-Starts a ComfyUI server with the pack, loads the graph with the frontend's own app.loadApiJson,
-arranges it, adds a Note node with the given text, and saves the serialised workflow and a JPEG of
-the canvas. Used to (re)build workflows/papa_digits_demo.json:
+Starts a ComfyUI server with the pack and opens the pinned frontend in Chromium.
 
     .host/venv/bin/python scripts/build_workflow.py digits
+        Build workflows/papa_digits_demo.json (+ .jpg thumbnail) from an API-format graph: the
+        frontend's own app.loadApiJson, arranged, with a Note node holding the instructions.
+    .host/venv/bin/python scripts/build_workflow.py resave papa_loop_sd15 epapa_loop_sdxl
+        Load each workflows/<name>.json with app.loadGraphData and write back what the frontend
+        saves for it (thumbnail untouched): after a frontend update, or to repair a file.
+
+The file is what the frontend's "Save" writes: JSON.stringify of app.graph.serialize() (the
+workflow store keeps clone(app.graph.serialize()) and saves JSON.stringify of it). The JSON
+string crosses to Python, never the object: Playwright turns the serialisation's `undefined`
+fields into `null`, which the frontend's zod schema rejects with an "Invalid workflow" alert.
 """
 
 from __future__ import annotations
@@ -120,8 +128,34 @@ BUILD_JS = """async ([api, note]) => {
   window.app.canvas.ds.offset = [40, 300];
   window.app.canvas.ds.scale = 0.7;
   window.app.canvas.setDirty(true, true);
-  return g.serialize();
+  return JSON.stringify(g.serialize());
 }"""
+
+RESAVE_JS = """async (wf) => {
+  await window.app.loadGraphData(wf);
+  return JSON.stringify(window.app.graph.serialize());
+}"""
+
+
+KEEP_NULL = {"link", "links"}  # a slot's "not connected" is a real null in LiteGraph
+
+
+def drop_nulls(value):
+    """A workflow with its null-valued object keys removed, as JSON.stringify drops `undefined`.
+
+    Only for files written before the JSON string crossed to Python (see the module docstring):
+    there every absent field became null, and the frontend would load those nulls into its nodes
+    and serialise them again."""
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None or k in KEEP_NULL}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value]
+    return value
+
+
+def write_workflow(stem: str, text: str) -> None:
+    wf = json.loads(text)
+    (REPO / "workflows" / f"{stem}.json").write_text(json.dumps(wf, indent=1) + "\n")
 
 
 def main() -> None:
@@ -131,7 +165,9 @@ def main() -> None:
     from harness.browser import launch, open_app
     from harness.comfy_server import ComfyServer, make_base_directory
 
-    stem, build, note = GRAPHS[sys.argv[1]]
+    mode, names = sys.argv[1], sys.argv[2:]
+    if mode not in GRAPHS and not (mode == "resave" and names):
+        sys.exit(f"usage: build_workflow.py {{{','.join(GRAPHS)}}} | resave NAME...")
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(make_base_directory(Path(tmp), None)).start()
         try:
@@ -140,10 +176,22 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = launch(p)
                 page, _log = open_app(browser, server.url)
-                wf = page.evaluate(BUILD_JS, [build(), note])
+                if mode == "resave":
+                    for stem in names:
+                        path = REPO / "workflows" / f"{stem}.json"
+                        wf = drop_nulls(json.loads(path.read_text()))
+                        write_workflow(stem, page.evaluate(RESAVE_JS, wf))
+                        print(f"wrote workflows/{stem}.json")
+                    browser.close()
+                    return
+                stem, build, note = GRAPHS[mode]
+                text = page.evaluate(BUILD_JS, [build(), note])
                 page.wait_for_timeout(500)
                 shot = Path(tmp) / "thumb.png"
                 page.screenshot(path=str(shot))
+                # What the frontend saves once the file is opened again (DOM widgets sized,
+                # widget inputs listed): the file round-trips unchanged, as a template should.
+                text = page.evaluate(RESAVE_JS, json.loads(text))
                 browser.close()
         finally:
             server.stop()
@@ -152,7 +200,7 @@ def main() -> None:
         Image.open(shot).convert("RGB").resize((700, 450)).save(
             REPO / "workflows" / f"{stem}.jpg", quality=80
         )
-    (REPO / "workflows" / f"{stem}.json").write_text(json.dumps(wf, indent=1) + "\n")
+    write_workflow(stem, text)
     print(f"wrote workflows/{stem}.json and .jpg")
 
 
