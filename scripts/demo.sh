@@ -32,5 +32,7 @@ echo "  papa_loop_sd15 / epapa_loop_sdxl are the same loop for your own checkpoi
 echo "  (papa_tiny_sd15.safetensors, a tiny random test checkpoint, is there to try the wiring)."
 echo
 cd "$ROOT/.host/ComfyUI"
+# latent2rgb: sampler previews from the model's own latent colours, no TAESD download (the
+# digits model has no TAESD at all; taesd would log "could not find models/vae_approx/None").
 exec "$PY" main.py "${DEVICE_ARGS[@]}" --listen 127.0.0.1 --port "$PORT" \
-  --base-directory "$BASE" --disable-api-nodes --preview-method taesd
+  --base-directory "$BASE" --disable-api-nodes --preview-method latent2rgb
