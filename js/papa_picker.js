@@ -9,8 +9,10 @@ const CYCLE = { null: "like", like: "dislike", dislike: "skip", skip: "like" };
 const ICON = { like: "\u2713", dislike: "\u2717", skip: "\u2013" };
 const WORD = { like: "liked", dislike: "disliked", skip: "skipped" };
 const KEY_LABEL = { l: "like", d: "dislike", s: "skip" };
-const HELP = "Click: like \u2192 dislike \u2192 skip \u00b7 1-9 pick \u00b7 L/D/S label \u00b7 " +
+const HELP = "Click: like \u2192 dislike \u2192 skip \u00b7 1-9, 0 (10th) pick \u00b7 L/D/S label \u00b7 " +
   "Space enlarge \u00b7 arrows move \u00b7 Enter submit \u00b7 Esc cancel round";
+const PIXELATED_BELOW = 128; // natural width (px) under which images scale pixel-sharp
+const FAILED_ROUND = "Round not trained \u2014 labels kept.";
 
 // ---- shared state -------------------------------------------------------------------------
 const state = {
@@ -20,9 +22,12 @@ const state = {
   enlarged: false,
   busy: false,
   message: "",
-  progress: null, // last papa.train_progress event
+  progress: null, // last papa.train_progress event of this tab's own run
+  running: false, // a prompt this tab queued is executing (see the listeners in setup)
+  profile: null, // the profile of this tab's current round, once a request named it
 };
 const views = new Set(); // every mounted gallery (node widgets + dialog)
+const smallImage = new Map(); // image URL -> natural width < PIXELATED_BELOW, once loaded
 
 function setState(patch) {
   Object.assign(state, patch);
@@ -39,6 +44,8 @@ function openRequest(req) {
     enlarged: false,
     busy: false,
     message: "",
+    progress: null, // a new round: the last round's training bar is history
+    profile: req.profile ?? null,
   });
   dialog.open();
 }
@@ -57,6 +64,11 @@ function roundCounts() {
   const c = { like: 0, dislike: 0, skip: 0 };
   for (const l of state.labels) if (l) c[l] += 1;
   return c;
+}
+
+// "3 liked · 1 disliked · 2 skipped": counts in words, never "✗ 4 – 2" (reads like a range).
+function countText(c, kinds = ["like", "dislike", "skip"]) {
+  return kinds.map((k) => `${c[k] ?? 0} ${WORD[k]}`).join(" \u00b7 ");
 }
 
 // ---- server calls -------------------------------------------------------------------------
@@ -83,10 +95,8 @@ async function submit() {
   try {
     const { status, data } = await post("/papa/feedback", { request_id: req.request_id, labels });
     if (status === 200) {
-      const c = data.labels;
-      closeRequest(`Saved: ${ICON.like} ${c.like} \u00b7 ${ICON.dislike} ${c.dislike} \u00b7 ` +
-        `${ICON.skip} ${c.skip}. Total ${ICON.like} ${data.counts.like} ${ICON.dislike} ` +
-        `${data.counts.dislike}.`);
+      closeRequest(`Saved: ${countText(data.labels)}. ` +
+        `In total ${countText(data.counts, ["like", "dislike"])}.`);
     } else if (status === 409) {
       closeRequest(`Not saved: ${data.error}`);
     } else {
@@ -138,7 +148,8 @@ function handleKey(e) {
   const key = e.key.length === 1 ? e.key.toLowerCase() : e.key;
   const cols = Math.min(4, n);
   const move = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -cols, ArrowDown: cols }[key];
-  if (/^[1-9]$/.test(key) && Number(key) <= n) setState({ selected: Number(key) - 1 });
+  const digit = /^[0-9]$/.test(key) ? (Number(key) + 9) % 10 : -1; // 1 -> 0, ..., 0 -> 9
+  if (digit >= 0 && digit < n) setState({ selected: digit });
   else if (key in KEY_LABEL) label(state.selected, KEY_LABEL[key]);
   else if (key === " ") setState({ enlarged: !state.enlarged });
   else if (move) setState({ selected: (state.selected + move + n) % n });
@@ -185,7 +196,7 @@ class Gallery {
     if (req) {
       this.root.append(this.header(req), state.enlarged ? this.zoom(req) : this.grid(req));
       this.root.append(el("div", "papa-help", HELP), this.actions());
-    } else {
+    } else if (!state.message && !state.progress) {
       this.root.append(el("div", "papa-waiting", "Waiting for candidates\u2026"));
     }
     const msg = el("div", "papa-msg", state.message);
@@ -200,13 +211,12 @@ class Gallery {
     h.append(el("span", "papa-title", who));
     const c = roundCounts();
     const total = req.counts || { like: 0, dislike: 0 };
-    const counts = el(
-      "span",
-      "papa-counts",
-      `${ICON.like} ${total.like + c.like}  ${ICON.dislike} ${total.dislike + c.dislike}` +
-        `  (this round ${ICON.like} ${c.like} ${ICON.dislike} ${c.dislike} ${ICON.skip} ${c.skip})`,
+    const sum = { like: total.like + c.like, dislike: total.dislike + c.dislike };
+    const counts = el("span", "papa-counts");
+    counts.append(
+      el("span", "papa-total", `In total ${countText(sum, ["like", "dislike"])}`),
+      el("span", "papa-round-counts", `This round ${countText(c)}`),
     );
-    counts.setAttribute("aria-label", `likes ${total.like + c.like}, dislikes ${total.dislike + c.dislike}`);
     h.append(counts);
     return h;
   }
@@ -221,6 +231,14 @@ class Gallery {
     t.setAttribute("aria-pressed", String(Boolean(lab)));
     const img = el("img");
     img.src = imageUrl(cand.image);
+    // Small images (the digits are 32 px) scale pixel-sharp; smoothing only blurs them. The width
+    // is remembered per URL so a re-render does not flash a smoothed frame first.
+    const pixelate = (small) => img.classList.toggle("papa-pixelated", small);
+    if (smallImage.has(img.src)) pixelate(smallImage.get(img.src));
+    img.addEventListener("load", () => {
+      smallImage.set(img.src, img.naturalWidth < PIXELATED_BELOW);
+      pixelate(smallImage.get(img.src));
+    });
     img.alt = `Candidate ${i + 1}`;
     img.draggable = false;
     t.append(img, el("span", "papa-num", String(i + 1)));
@@ -345,7 +363,36 @@ app.registerExtension({
         closeRequest(why[e.detail.reason] ?? state.message);
       }
     });
-    api.addEventListener("papa.train_progress", (e) => setState({ progress: e.detail }));
+    // Training progress is broadcast to every tab. Show it only while this tab's own prompt runs
+    // (the server sends execution_start / executing / execution_* to the tab that queued it, and
+    // "executing" again after a reconnect) and, once a request named this round's profile, only
+    // for that profile: another tab's round never shows here, and a new run starts with no bar.
+    api.addEventListener("papa.train_progress", (e) => {
+      const p = e.detail;
+      if (!state.running || (state.profile && p?.profile !== state.profile)) return;
+      setState({ progress: p });
+    });
+    api.addEventListener("execution_start", () =>
+      setState({ running: true, progress: null, profile: null, message: "" }),
+    );
+    api.addEventListener("executing", (e) => {
+      if (e.detail != null) {
+        if (!state.running) setState({ running: true });
+      } else if (state.running) setState({ running: false });
+    });
+    api.addEventListener("execution_success", () => setState({ running: false }));
+    const failed = (e) => {
+      if (!state.running) return; // not this tab's run (an interrupt is broadcast)
+      const p = state.progress;
+      if (e.detail?.node_type === "PAPAFineTune" || (p && p.step < p.steps)) {
+        // The profile stays at its last complete round; the labels were saved on Submit.
+        setState({ running: false, progress: null, message: FAILED_ROUND });
+      } else {
+        setState({ running: false });
+      }
+    };
+    api.addEventListener("execution_error", failed);
+    api.addEventListener("execution_interrupted", failed);
     // The client id survives a reload (sessionStorage); ask for this tab's open request again
     // once the socket has told us which id we have, and after every reconnect.
     let asked = null;

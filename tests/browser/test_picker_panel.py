@@ -188,3 +188,145 @@ def test_only_the_queuing_tab_shows_the_request_and_a_stale_id_is_refused(
         _cancel_left_over(server.url, cid_a)
         tab_a.context.close()
         tab_b.context.close()
+
+
+def _sized_picker_graph(checkpoint: str, size: int, **kwargs) -> dict:
+    prompt = picker_graph(checkpoint, **kwargs).prompt()
+    for node in prompt.values():
+        if node["class_type"] == "EmptyLatentImage":
+            node["inputs"].update(width=size, height=size)
+    return prompt
+
+
+def test_ten_candidates_key_0_word_counts_and_pixel_sharp_small_images(
+    server, checkpoint_name, browser, artifacts
+):
+    page, log = open_app(browser, server.url)
+    cid = _client_id(page)
+    try:
+        prompt_id = queue(server.url, _sized_picker_graph(checkpoint_name, 64, count=10), cid)
+        page.wait_for_selector(DIALOG, timeout=180_000)
+        tiles = page.locator(TILES)
+        assert tiles.count() == 10
+        page.keyboard.press("0")  # the 10th candidate's key
+        assert tiles.nth(9).get_attribute("class").split().count("papa-selected") == 1
+        page.keyboard.press("l")
+        page.keyboard.press("2")
+        page.keyboard.press("d")
+        page.keyboard.press("3")
+        page.keyboard.press("s")
+        assert tiles.nth(9).get_attribute("aria-label").endswith(": liked")
+        head = page.locator(f"{DIALOG} .papa-head").inner_text()
+        assert "In total 1 liked \u00b7 1 disliked" in head, head
+        assert "This round 1 liked \u00b7 1 disliked \u00b7 1 skipped" in head, head
+        assert "\u2013" not in head and "\u2717" not in head, head  # no "✗ 4 – 2"
+        # 64 px candidates are shown pixel-sharp, not smoothed.
+        page.wait_for_function(
+            "(sel) => [...document.querySelectorAll(sel)].every((i) => i.complete)",
+            arg=f"{TILES} img",
+        )
+        rendering = page.eval_on_selector_all(
+            f"{TILES} img", "(imgs) => imgs.map((i) => getComputedStyle(i).imageRendering)"
+        )
+        assert rendering == ["pixelated"] * 10, rendering
+        page.locator(DIALOG).screenshot(path=str(artifacts / "picker_ten_candidates.png"))
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
+        result = wait(server.url, prompt_id, 60)
+        assert result.ok, result.error()
+        labels = list(result.outputs["picker"]["papa_feedback"][0]["labels"].values())
+        assert labels == ["skip", "dislike", "skip"] + ["skip"] * 6 + ["like"]
+
+        # 128 px and larger images keep the browser's smooth scaling.
+        prompt_id = queue(server.url, _sized_picker_graph(checkpoint_name, 128, count=2), cid)
+        page.wait_for_selector(DIALOG, timeout=180_000)
+        page.wait_for_function(
+            "(sel) => [...document.querySelectorAll(sel)].every((i) => i.complete)",
+            arg=f"{TILES} img",
+        )
+        rendering = page.eval_on_selector_all(
+            f"{TILES} img", "(imgs) => imgs.map((i) => getComputedStyle(i).imageRendering)"
+        )
+        assert rendering == ["auto", "auto"], rendering
+        page.keyboard.press("0")  # no 10th candidate: nothing happens
+        assert page.locator(f"{TILES}.papa-selected").get_attribute("data-index") == "0"
+        page.keyboard.press("l")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".papa-overlay", state="detached", timeout=30_000)
+        assert wait(server.url, prompt_id, 60).ok
+        assert not _page_papa_errors(log), log.errors
+    finally:
+        _cancel_left_over(server.url, cid)
+        page.context.close()
+
+
+PROGRESS_TEXT = ".papa-progress-text"
+
+
+def _load_loop(page, profile: str) -> None:
+    wf = json.loads((REPO / "workflows" / "papa_loop_sd15.json").read_text())
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", wf)
+    values = {
+        "PAPAProfile": {"name": profile},
+        "PAPACandidateSampler": {"count": 2, "steps": 2},
+        "PAPAFineTune": {"steps": 2, "batch_size": 2, "timesteps_per_sample": 1},
+        "KSampler": {"steps": 2},
+    }
+    page.evaluate(SET_WIDGETS, values)
+
+
+def test_training_progress_stays_with_its_own_tab_round_and_profile(server, browser, artifacts):
+    """A finished round's "step 2/2" is not shown in another tab's panel (another profile), is
+    gone when the next round's candidates arrive, and a failed round says it was not trained."""
+    tab_a, log_a = open_app(browser, server.url)
+    tab_b, log_b = open_app(browser, server.url)
+    cid_a = _client_id(tab_a)
+    name_a, name_b = (f"prog-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    try:
+        _load_loop(tab_a, name_a)
+        _load_loop(tab_b, name_b)  # B shows its own picker node's gallery, and never runs
+
+        # Round 1 in A trains: A's node shows the training progress, B's does not.
+        tab_a.evaluate("async () => { await app.queuePrompt(0, 1); }")
+        tab_a.wait_for_selector(DIALOG, timeout=180_000)
+        tab_a.keyboard.press("l")
+        tab_a.keyboard.press("Enter")
+        entry = _history_entry(server.url, name_a)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        tab_a.wait_for_selector(f"{NODE_GALLERY} {PROGRESS_TEXT}", timeout=30_000)
+        text = tab_a.locator(f"{NODE_GALLERY} {PROGRESS_TEXT}").inner_text()
+        assert "step 2/2" in text and name_a in text, text
+        assert tab_b.locator(NODE_GALLERY).count() == 1  # B's picker node shows its gallery
+        assert tab_b.locator(PROGRESS_TEXT).count() == 0, "another tab's training shows in B"
+
+        # Round 2: no stale bar when the new candidates arrive; then Fine-tune refuses its MODEL
+        # (wired to the personalised one) and the panel says the round was not trained.
+        tab_a.evaluate(
+            """() => {
+              const by = (t) => app.graph.nodes.find((n) => n.type === t);
+              by("PAPAApplyProfile").connect(0, by("PAPAFineTune"), 0);
+            }"""
+        )
+        tab_a.evaluate("async () => { await app.queuePrompt(0, 1); }")
+        tab_a.wait_for_selector(DIALOG, timeout=180_000)
+        assert tab_a.locator(PROGRESS_TEXT).count() == 0, "round 1's progress carried over"
+        tab_a.keyboard.press("d")
+        tab_a.keyboard.press("Enter")
+        tab_a.wait_for_function(
+            "(sel) => (document.querySelector(sel)?.innerText || '').includes('not trained')",
+            arg=f"{NODE_GALLERY} .papa-msg",
+            timeout=120_000,
+        )
+        tab_a.screenshot(path=str(artifacts / "picker_failed_round.png"))
+        msg = tab_a.locator(f"{NODE_GALLERY} .papa-msg").inner_text()
+        assert msg == "Round not trained \u2014 labels kept.", msg
+        assert tab_a.locator(PROGRESS_TEXT).count() == 0
+        assert tab_a.locator(f"{NODE_GALLERY} .papa-waiting").count() == 0
+        assert tab_b.locator(PROGRESS_TEXT).count() == 0
+        # Both rounds' labels are in the profile (skips recorded as 0).
+        assert [r["label"] for r in history(server.base, name_a)] == [1.0, 0.0, -1.0, 0.0]
+        assert not _page_papa_errors(log_a) and not _page_papa_errors(log_b)
+    finally:
+        _cancel_left_over(server.url, cid_a)
+        tab_a.context.close()
+        tab_b.context.close()
