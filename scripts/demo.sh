@@ -26,7 +26,8 @@ if "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'
 fi
 echo
 echo "  comfy-papa demo: open http://127.0.0.1:$PORT"
-echo "  Open the workflow: menu Workflow > Browse Templates > comfy-papa > papa_digits_demo"
+echo "  Open the workflow: ComfyUI logo (top left) > Browse Templates > Extensions: comfy-papa"
+echo "  > papa_digits_demo (on a first visit the template browser opens by itself)."
 echo "  (the digits model ships with the pack: no download, runs on the CPU)."
 echo "  papa_loop_sd15 / epapa_loop_sdxl are the same loop for your own checkpoints"
 echo "  (papa_tiny_sd15.safetensors, a tiny random test checkpoint, is there to try the wiring)."
