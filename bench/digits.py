@@ -244,7 +244,7 @@ def run_job(method: str, seed: int, args, part: Path) -> dict:
                     "finetune_seconds": float(fb["seconds"]),
                     "passes": int(fb["passes"]),
                     "round_seconds": time.perf_counter() - t,
-                    **({"skipped": fb["skipped"]} if "skipped" in fb else {}),
+                    **{k: fb[k] for k in ("skipped", "drift") if k in fb},
                 }
             )
             raw["rounds_completed"] = r + 1

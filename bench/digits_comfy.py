@@ -126,7 +126,10 @@ class ComfyDigits:
                 return {"seconds": 0.0, "passes": 0, "skipped": "no like/dislike pair yet"}
         stats = open_profile(self.profile_name, create=False).manifest["rounds"][-1]["stats"]
         self.model = self._current_model()
-        return {"seconds": float(stats["seconds"]), "passes": int(stats["passes"])}
+        out = {"seconds": float(stats["seconds"]), "passes": int(stats["passes"])}
+        if stats.get("drift") is not None:
+            out["drift"] = float(stats["drift"])  # the last step's distance from the base model
+        return out
 
     def _finetune_node(self, fb, profile) -> None:
         from comfy_papa.nodes.finetune import FineTune

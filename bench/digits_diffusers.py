@@ -132,4 +132,7 @@ class DiffusersDigits:
         if not self._labelled:
             return {"seconds": 0.0, "passes": 0, "skipped": "no like or dislike yet"}
         stats = self.session.finetune(**self.finetune_kw)
-        return {"seconds": float(stats["seconds"]), "passes": int(stats["passes"])}
+        out = {"seconds": float(stats["seconds"]), "passes": int(stats["passes"])}
+        if stats.get("drift") is not None:
+            out["drift"] = float(stats["drift"])
+        return out

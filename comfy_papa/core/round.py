@@ -55,28 +55,36 @@ def density_weights(latents: Tensor, bandwidth: float = 0.25) -> Tensor:
     return (w / w.mean()).float()
 
 
-def replay_weights(replay: ReplayBuffer, diversity: bool) -> Tensor:
-    """Sampling weight of each replayed candidate: 0 for skipped ones; liked and disliked ones
-    keep their groups' shares of the labelled items, and within a group each item weighs its
-    inverse density (`density_weights`) when `diversity`, else 1."""
+def replay_weights(replay: ReplayBuffer, diversity: bool, balance: bool = False) -> Tensor:
+    """Sampling weight of each replayed candidate: 0 for skipped ones; within the liked and the
+    disliked group each item weighs its inverse density (`density_weights`) when `diversity`,
+    else 1; the groups keep their shares of the labelled items, or with `balance` weigh half each
+    (a step then sees as many likes as dislikes: likes are the scarce signal early on)."""
     labels = replay.labels
     weights = torch.zeros(len(labels))
-    for mask in (labels > 0, labels < 0):
-        if not bool(mask.any()):
-            continue
+    groups = [mask for mask in (labels > 0, labels < 0) if bool(mask.any())]
+    for mask in groups:
         if diversity and replay.latents is not None:
             weights[mask] = density_weights(replay.latents[mask])
         else:
             weights[mask] = 1.0
+        if balance:
+            weights[mask] = weights[mask] / weights[mask].sum() * 0.5 * len(labels)
     return weights
 
 
-def dislike_scale(labels: Tensor) -> float:
-    """min(1, likes / dislikes): the dislikes of a replay together never weigh more than its
-    likes. With no likes yet the dislikes train nothing: pushing away from everything drawn, with
-    nothing to pull towards, only degrades the model (measured on a rare preference)."""
+def dislike_scale(labels: Tensor, balance: bool = True) -> float:
+    """The factor on the dislike term that goes with `replay_weights`' sampling.
+
+    Balanced sampling draws likes and dislikes half each; this factor, min(1, dislikes / likes),
+    then makes the dislikes of a replay together never weigh more than its likes (nor more than
+    their own count when they are the fewer). With no likes yet the dislikes train nothing:
+    pushing away from everything drawn, with nothing to pull towards, only degrades the model (a
+    rare preference moved away from its likes that way). Unbalanced sampling: 1."""
+    if not balance:
+        return 1.0
     likes, dislikes = int((labels > 0).sum()), int((labels < 0).sum())
-    return 1.0 if dislikes == 0 else min(1.0, likes / dislikes)
+    return 0.0 if likes == 0 else min(1.0, dislikes / likes)
 
 
 def sample_indices(weights: Tensor, batch: int, generator: torch.Generator) -> Tensor:
@@ -136,10 +144,9 @@ class RoundLoop:
         self._optimizer_state = optimizer_state
         self.round_seed = round_seed
         self.ref_is_base = ref_is_base
-        self.weights = replay_weights(replay, getattr(settings, "diversity", False))
-        self.dislike_scale = (
-            dislike_scale(replay.labels) if getattr(settings, "balance", False) else 1.0
-        )
+        balance = getattr(settings, "balance", False)
+        self.weights = replay_weights(replay, getattr(settings, "diversity", False), balance)
+        self.dislike_scale = dislike_scale(replay.labels, balance)
         self.losses: list[float] = []
         self.last_stats: dict = {}
         self.skipped_steps = 0

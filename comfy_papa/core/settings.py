@@ -18,13 +18,13 @@ class FinetuneSettings:
     method: str = "PAPA"
     cut: float = 0.4
     steps: int = 10
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-3
     rank: int = 8
     alpha: float = 8.0
     c_pref: float = 1.0
     c_sim: float = 0.1
     dislike_weight: float = 0.5
-    dislike_cap: float = 1.5
+    dislike_cap: float = 1.1
     batch_size: int = 8
     timesteps_per_sample: int = 2
     seed: int = 0
@@ -32,6 +32,7 @@ class FinetuneSettings:
     c_anchor: float = 0.0
     anchor_timesteps: int = 1
     weighting: str = "snr"
+    snr_gamma: float = 5.0
     c_trust: float = 0.5
     diversity: bool = True
     balance: bool = True
@@ -49,6 +50,7 @@ class FinetuneSettings:
             c_anchor=self.c_anchor,
             anchor_timesteps=self.anchor_timesteps if self.c_anchor > 0 else 0,
             weighting=self.weighting,
+            snr_gamma=self.snr_gamma,
             c_trust=self.c_trust,
         )
 

@@ -52,14 +52,16 @@ def _replay(labels, seed=0):
     return r
 
 
-def test_replay_weights_skip_nothing_labelled_and_keep_group_shares():
-    r = _replay([1, 1, 0, -1, -1, -1, 0, 1])
+def test_replay_weights_skip_nothing_labelled_and_keep_or_balance_group_shares():
+    r = _replay([1, 0, -1, -1, -1, -1, 0, 1])
     for diversity in (False, True):
         w = replay_weights(r, diversity)
         assert torch.all(w[r.labels == 0] == 0)
         assert torch.all(w[r.labels != 0] > 0)
-        assert abs(float(w[r.labels > 0].sum()) - 3) < 1e-4
-        assert abs(float(w[r.labels < 0].sum()) - 3) < 1e-4
+        assert abs(float(w[r.labels > 0].sum()) - 2) < 1e-4
+        assert abs(float(w[r.labels < 0].sum()) - 4) < 1e-4
+        wb = replay_weights(r, diversity, balance=True)
+        assert abs(float(wb[r.labels > 0].sum() - wb[r.labels < 0].sum())) < 1e-4
     g = torch.Generator().manual_seed(1)
     for _ in range(20):
         idx = sample_indices(replay_weights(r, True), 4, g)
@@ -68,9 +70,10 @@ def test_replay_weights_skip_nothing_labelled_and_keep_group_shares():
 
 def test_dislikes_never_outweigh_likes():
     assert dislike_scale(torch.tensor([-1.0, -1.0, 0.0])) == 0.0
-    assert dislike_scale(torch.tensor([1.0, -1.0, -1.0, -1.0])) == 1 / 3
-    assert dislike_scale(torch.tensor([1.0, 1.0, -1.0])) == 1.0
-    assert dislike_scale(torch.tensor([1.0])) == 1.0
+    assert dislike_scale(torch.tensor([1.0, -1.0, -1.0, -1.0])) == 1.0
+    assert dislike_scale(torch.tensor([1.0, 1.0, 1.0, -1.0])) == 1 / 3
+    assert dislike_scale(torch.tensor([1.0])) == 0.0
+    assert dislike_scale(torch.tensor([1.0, -1.0]), balance=False) == 1.0
 
 
 def test_stratified_timesteps_cover_every_stratum_above_the_cut():
