@@ -23,6 +23,11 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from comfy_papa.core.settings import FinetuneSettings  # noqa: E402
+
+DEFAULTS = FinetuneSettings()
 sys.path.insert(0, str(REPO / "tests"))
 
 DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
@@ -35,6 +40,19 @@ DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
 4. Queue again for the next round. Roll back or reset in the PAPA Profile node.
 
 Runs on the CPU with no download: the model (PAPA Digits Demo Loader) ships with the pack."""
+
+
+TUNED = (
+    "cut",
+    "steps",
+    "learning_rate",
+    "rank",
+    "alpha",
+    "c_pref",
+    "c_sim",
+    "batch_size",
+    "timesteps_per_sample",
+)
 
 
 def digits_graph() -> dict:
@@ -81,15 +99,8 @@ def digits_graph() -> dict:
                 "feedback": ["6", 0],
                 "profile": ["2", 0],
                 "method": "PAPA",
-                "cut": 0.4,
-                "steps": 20,
-                "learning_rate": 1e-3,
-                "rank": 8,
-                "alpha": 8.0,
-                "c_pref": 0.1,
-                "c_sim": 0.009,
-                "batch_size": 16,
-                "timesteps_per_sample": 4,
+                # The node's own defaults (core.settings.FinetuneSettings): the tuned settings.
+                **{k: getattr(DEFAULTS, k) for k in TUNED},
                 "seed": 0,
                 "gradient_checkpointing": False,
                 "c_anchor": 0.0,

@@ -73,7 +73,9 @@ class FineTune(io.ComfyNode):
                     default=_D.steps,
                     min=1,
                     max=10000,
-                    tooltip="Optimizer steps this round.",
+                    tooltip="Optimizer steps this round: how far one round may move the model "
+                    "(with the learning rate). The default is tuned to learn in a few rounds "
+                    "without collapsing onto one kind of image.",
                 ),
                 io.Float.Input(
                     "learning_rate",
@@ -82,7 +84,8 @@ class FineTune(io.ComfyNode):
                     max=1e-1,
                     step=1e-5,
                     round=1e-7,
-                    tooltip="AdamW learning rate of the adapter.",
+                    tooltip="AdamW learning rate of the adapter (peft-style LoRA start, so it "
+                    "means the same on every model size and in diffusers).",
                 ),
                 io.Int.Input(
                     "rank",
@@ -106,7 +109,7 @@ class FineTune(io.ComfyNode):
                     max=100.0,
                     step=0.01,
                     tooltip="Weight of the preference term (likes pulled in, dislikes pushed "
-                    "away, bounded).",
+                    "away, bounded, and never outweighing the likes).",
                 ),
                 io.Float.Input(
                     "c_sim",
@@ -114,8 +117,9 @@ class FineTune(io.ComfyNode):
                     min=0.0,
                     max=100.0,
                     step=0.001,
-                    tooltip="Weight of the similarity-to-base term on liked samples; higher "
-                    "keeps more quality and variety.",
+                    tooltip="Pull towards the base model, relative to c_pref: higher keeps more "
+                    "of the base model's quality and variety, lower follows your likes more "
+                    "closely.",
                 ),
                 io.Int.Input(
                     "batch_size",
