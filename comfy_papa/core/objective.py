@@ -245,8 +245,16 @@ def mc_timestep_batch(
     kind: ModelKind,
     cfg: PapaConfig,
     generator: torch.Generator,
+    share: Tensor | None = None,
 ) -> dict:
     """Expand B samples into B * M (sample, timestep) pairs for `papa_loss`.
+
+    `share` (optional, [B] indices): sample j uses the timesteps and noise drawn for sample
+    share[j] (common random numbers; share[j] = j draws its own). A liked and a disliked sample
+    noised with the same noise at the same timestep differ only in x0, so at high noise, where
+    the model sees nearly the same input, the noise of the two denoising errors cancels in their
+    difference and the gradient is the clean contrast "towards the liked, away from the disliked"
+    (the variance reduction that paired objectives such as Diffusion-DPO rely on).
 
     weighting "snr": each sample gets M stratified uniform timesteps on t >= cut
     (`stratified_timesteps`) and coef = min(SNR_t, snr_gamma) / M. weighting "elbo":
@@ -287,11 +295,15 @@ def mc_timestep_batch(
         is_anchor = torch.cat(
             [is_anchor, torch.ones(len(x0), a, dtype=torch.bool, device=device)], dim=1
         )
-    idx, coef, is_anchor = idx.flatten(), coef.flatten(), is_anchor.flatten()
     per = m + a
-    source = torch.arange(len(x0), device=device).repeat_interleave(per)
     x0_rep = x0.repeat_interleave(per, dim=0)
     noise = torch.randn(x0_rep.shape, generator=generator, device=device, dtype=x0.dtype)
+    if share is not None:
+        src = share.to(device)
+        idx, coef = idx[src], coef[src]
+        noise = noise.reshape(len(x0), per, *x0.shape[1:])[src].reshape(x0_rep.shape)
+    idx, coef, is_anchor = idx.flatten(), coef.flatten(), is_anchor.flatten()
+    source = torch.arange(len(x0), device=device).repeat_interleave(per)
     target = x0.device
     return {
         "x0": x0_rep,

@@ -157,12 +157,42 @@ class RoundLoop:
     def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
         """One step's (sample, timestep) pairs: a replay minibatch (`replay_weights`) expanded
         over Monte-Carlo timesteps (`mc_timestep_batch`)."""
-        idx = sample_indices(self.weights, self.settings.batch_size, gen).to(device)
+        idx, share = self.pick(gen)
+        idx = idx.to(device)
         b = mc_timestep_batch(
-            x0_all[idx], {"group": groups_all[idx]}, labels_all[idx], sigmas, kind, self.cfg, gen
+            x0_all[idx],
+            {"group": groups_all[idx]},
+            labels_all[idx],
+            sigmas,
+            kind,
+            self.cfg,
+            gen,
+            share,
         )
         b["dislike_scale"] = self.dislike_scale
         return b
+
+    def pick(self, gen: torch.Generator) -> tuple[Tensor, Tensor | None]:
+        """A step's replay indices, and for paired batches (settings.paired, with balance) the
+        `share` map of `mc_timestep_batch`: half likes, half dislikes, the i-th disliked item
+        noised like the i-th liked one (a same-noise contrast per pair)."""
+        bs = self.settings.batch_size
+        labels = self.replay.labels
+        likes, dislikes = labels > 0, labels < 0
+        paired = getattr(self.settings, "paired", False) and getattr(
+            self.settings, "balance", False
+        )
+        if not (paired and bool(likes.any()) and bool(dislikes.any()) and self.dislike_scale > 0):
+            return sample_indices(self.weights, bs, gen), None
+        half = max(1, bs // 2)
+        w_like = torch.where(likes, self.weights, torch.zeros_like(self.weights))
+        w_dis = torch.where(dislikes, self.weights, torch.zeros_like(self.weights))
+        a = sample_indices(w_like, half, gen)
+        b = sample_indices(w_dis, bs - len(a), gen)
+        share = torch.arange(len(a) + len(b))
+        n = min(len(a), len(b))
+        share[len(a) : len(a) + n] = torch.arange(n)
+        return torch.cat([a, b]), share
 
     def compute_loss(self, b: dict, x0_pred: Tensor, x0_base: Tensor):
         """The PAPA loss of a batch from `make_batch`, given the adapted and base predictions

@@ -36,6 +36,7 @@ class FinetuneSettings:
     c_trust: float = 0.5
     diversity: bool = True
     balance: bool = True
+    paired: bool = True
 
     def papa_config(self) -> PapaConfig:
         if self.method not in METHODS:

@@ -151,3 +151,17 @@ def test_round_loop_without_likes_leaves_the_model_alone():
     toy = _Toy()
     job = _loop(toy, _replay([-1, -1, -1, 0]))
     assert job.losses and float(toy.offset.detach().abs().max()) == 0.0
+
+
+def test_paired_batches_noise_each_dislike_like_its_like():
+    """Balanced, paired steps: half likes, half dislikes, pair i sharing timesteps and noise."""
+    replay = _replay([1, 1, 1, -1, -1, -1, -1, -1, 0])
+    settings = FinetuneSettings(batch_size=6, timesteps_per_sample=2)
+    job = RoundLoop(dict(_Toy().named_parameters()), replay, settings, {}, round_seed(0, 1))
+    g = torch.Generator().manual_seed(0)
+    b = job.make_batch(g, replay.latents, replay.labels, replay.cond["group"], SIGMAS, "eps", "cpu")
+    labels = b["labels"].reshape(6, 2)[:, 0]
+    assert labels.tolist() == [1, 1, 1, -1, -1, -1]
+    noise, idx = b["noise"].reshape(6, 2, -1), b["idx"].reshape(6, 2)
+    assert torch.equal(noise[:3], noise[3:]) and torch.equal(idx[:3], idx[3:])
+    assert not torch.equal(noise[0], noise[1])
