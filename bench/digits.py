@@ -87,9 +87,28 @@ FINETUNE: dict[str, dict] = {
 }
 # Variants (run with --methods): "base" names the backend method they configure.
 VARIANTS: dict[str, dict] = {
-    # The reference code's objective on the same budget (ELBO weights, no trust region, replay
-    # drawn uniformly, dislikes unbalanced) for the ablation table.
-    "papa_elbo": dict(weighting="elbo", diversity=False, balance=False, c_trust=0.0, base="papa"),
+    # Leave-one-out ablations of the node's defaults (BENCHMARKS.md): each turns one part off.
+    "papa_notrust": dict(c_trust=0.0, base="papa"),
+    "papa_nodiv": dict(diversity=False, base="papa"),
+    "papa_unpaired": dict(paired=False, base="papa"),
+    "papa_cap15": dict(dislike_cap=1.5, base="papa"),
+    # The reference code's objective (ELBO weights, c_pref 0.1, c_sim 0.009) with the rest of
+    # the defaults (trust region, diversity, balanced paired batches, cap).
+    "papa_elbo": dict(weighting="elbo", c_pref=0.1, c_sim=0.009, c_trust=0.05, base="papa"),
+    # The reference objective alone (no trust region, uniform replay, unbalanced dislikes, cap
+    # 1.5) at its own learning rate: what the pack did before, with the peft-style start.
+    "papa_reference": dict(
+        weighting="elbo",
+        c_pref=0.1,
+        c_sim=0.009,
+        c_trust=0.0,
+        diversity=False,
+        balance=False,
+        paired=False,
+        dislike_cap=1.5,
+        learning_rate=5e-4,
+        base="papa",
+    ),
 }
 ALL_SETTINGS = {**FINETUNE, **VARIANTS}
 
