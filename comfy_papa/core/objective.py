@@ -56,6 +56,7 @@ class PapaConfig:
     weighting: str = "elbo"
     snr_gamma: float = 5.0
     c_trust: float = 0.0
+    dislike_from: float = 0.0
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
@@ -84,6 +85,11 @@ class PapaConfig:
             )
         if not 0.0 <= self.cut < 1.0:
             raise ValueError(f"cut must be in [0, 1) (0 = PAPA, 0.4 = EPAPA), got {self.cut}.")
+        if not 0.0 <= self.dislike_from < 1.0:
+            raise ValueError(
+                f"dislike_from must be in [0, 1) (the fraction of the schedule, from the clean "
+                f"end, where dislikes do not act), got {self.dislike_from}."
+            )
 
 
 def noise_x(x0: Tensor, noise: Tensor, sigma: Tensor, kind: ModelKind) -> Tensor:
@@ -126,6 +132,7 @@ def papa_loss(
     anchor: Tensor | None = None,
     x0_ref: Tensor | None = None,
     dislike_scale: float = 1.0,
+    dislike_on: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """Monte-Carlo PAPA loss over (sample, timestep) pairs, averaged over samples.
 
@@ -166,7 +173,10 @@ def papa_loss(
     trust region around where this round started, on likes and dislikes alike, so one round moves
     the model a bounded amount at every noise level whatever its minibatches say.
     `dislike_scale` (the caller's like/dislike balance, `core.round.dislike_scale`) scales the
-    dislike term; 0 leaves a round with no likes to the trust region alone.
+    dislike term; 0 leaves a round with no likes to the trust region alone. `dislike_on` (bool
+    per pair, `mc_timestep_batch`'s "dislike_on") limits the dislike term to the timesteps at or
+    above cfg.dislike_from: a dislike says "not this picture", which is decided at the noisy
+    steps; pushing the error up at the clean ones only teaches the model to draw worse.
     """
     m = cfg.timesteps_per_sample
     per = m + cfg.anchor_timesteps
@@ -185,6 +195,8 @@ def papa_loss(
     err_base = denoise_error(x0_base, x0)
     like = labels.clamp(min=0) * pref
     dislike = (-labels).clamp(min=0) * pref
+    if dislike_on is not None:
+        dislike = dislike * dislike_on.to(dislike.dtype)
     like_loss = cfg.c_pref * (like * coef * err).sum() / n_samples
     dislike_loss = (
         -cfg.c_pref
@@ -318,4 +330,5 @@ def mc_timestep_batch(
         "noise": noise.to(target),
         "source": source.to(target),
         "anchor": is_anchor.to(target),
+        "dislike_on": (idx >= cut_index(len(sig), cfg.dislike_from)).to(target),
     }

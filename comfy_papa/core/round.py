@@ -208,6 +208,7 @@ class RoundLoop:
             b["anchor"],
             x0_ref=b.get("x0_ref"),
             dislike_scale=b.get("dislike_scale", 1.0),
+            dislike_on=b.get("dislike_on"),
         )
 
     def train(

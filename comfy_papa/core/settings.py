@@ -37,6 +37,7 @@ class FinetuneSettings:
     diversity: bool = True
     balance: bool = True
     paired: bool = True
+    dislike_from: float = 0.0
 
     def papa_config(self) -> PapaConfig:
         if self.method not in METHODS:
@@ -53,6 +54,7 @@ class FinetuneSettings:
             weighting=self.weighting,
             snr_gamma=self.snr_gamma,
             c_trust=self.c_trust,
+            dislike_from=self.dislike_from,
         )
 
     @property
