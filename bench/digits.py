@@ -10,8 +10,8 @@ gets the same labels budget:
   bestofn  no training: sample, keep what the user likes (the floor)
   papa     PAPA through the pack's nodes (PAPA Fine-tune, method PAPA)
   epapa    EPAPA, cut 0.4, through the same nodes
-  d3po     D3PO on the same adapters (bench/digits_baselines.py)
-  kto      Diffusion-KTO on the same adapters (bench/digits_baselines.py)
+  d3po     D3PO on the same adapters (bench/digits_baselines.py), on either backend
+  kto      Diffusion-KTO on the same adapters (bench/digits_baselines.py), on either backend
 
 At 0 labels, every `--eval-every` rounds and at the end, `--eval-samples` fresh samples of the
 current model (a fixed seed per point, the same for every method) give: the preferred fraction;
@@ -53,7 +53,6 @@ sys.path.insert(0, str(HERE))
 sys.path.append(str(REPO))
 
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
-DIFFUSERS_METHODS = ("bestofn", "papa", "epapa")  # the baselines' round classes are ComfyUI's
 
 # Fine-tune hyper-parameters per method: names of the PAPA Fine-tune node's inputs (TrainSettings),
 # plus a baseline's own ones (beta, ratio_clip, sampling_steps (None: --steps): see
@@ -469,9 +468,7 @@ def run_all(args, argv: list[str]) -> list[dict]:
 def parse_args(argv: list[str]):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=sorted(BACKENDS), default="comfy")
-    ap.add_argument(
-        "--methods", default=None, help=f"default {','.join(METHODS)} (diffusers: no baselines)"
-    )
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"default {','.join(METHODS)}")
     ap.add_argument("--seeds", default="3", help="a count (0..N-1) or a list: 3 or 4,7")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--candidates", type=int, default=10)
@@ -500,8 +497,6 @@ def parse_args(argv: list[str]):
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--part", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.methods is None:
-        args.methods = ",".join(METHODS if args.backend == "comfy" else DIFFUSERS_METHODS)
     unknown = sorted(set(args.methods.split(",")) - set(ALL_SETTINGS))
     if unknown:
         ap.error(f"unknown methods {unknown}; choose from {','.join(ALL_SETTINGS)}")
