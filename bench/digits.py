@@ -47,10 +47,12 @@ from typing import Protocol
 
 import torch
 
+if __name__ == "__main__" and not __package__:  # run by path: as `python -m bench.digits`
+    from _entry import rerun_as_module
+
+    rerun_as_module(__file__)
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.append(str(REPO))
 
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
 
@@ -210,7 +212,7 @@ def run_job(method: str, seed: int, args, part: Path) -> dict:
 
     try:
         module, name = BACKENDS[args.backend]
-        cls = getattr(importlib.import_module(module), name)
+        cls = getattr(importlib.import_module(f".{module}", __package__), name)
         settings = {
             "steps": args.steps,
             "sampler": args.sampler,
@@ -433,9 +435,12 @@ def parse_seeds(text: str) -> list[int]:
 
 def run_all(args, argv: list[str]) -> list[dict]:
     """Run every (method, seed) job as a worker subprocess, at most `--jobs` at a time."""
+    from ._entry import module_command, module_env
+
     methods, seeds = args.methods.split(","), parse_seeds(args.seeds)
     jobs = [(m, s) for s in seeds for m in methods]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env = module_env(env)
     limit = 60 * args.max_minutes + 30 if args.max_minutes else None
     with tempfile.TemporaryDirectory(prefix="papa-digits-") as tmp:
         todo = [(m, s, Path(tmp) / f"{m}-{s}.json") for m, s in jobs]
@@ -443,7 +448,7 @@ def run_all(args, argv: list[str]) -> list[dict]:
         while pending or running:
             while pending and len(running) < args.jobs:
                 m, s, part = pending.pop(0)
-                cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+                cmd = [*module_command(__spec__.name), *argv]
                 cmd += ["--worker", m, str(s), "--part", str(part)]
                 running.append((subprocess.Popen(cmd, env=env), time.monotonic()))
             time.sleep(0.5)

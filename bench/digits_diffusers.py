@@ -25,7 +25,8 @@ from dataclasses import fields
 from pathlib import Path
 
 import torch
-from digits_baselines import ROUNDS, configured, has_pairs
+
+from .digits_baselines import ROUNDS, configured, has_pairs
 
 ETA = {"euler": 0.0, "ddim": 0.0, "euler_ancestral": 1.0, "ddpm": 1.0}
 SPACING = {"normal": "linspace", "sgm_uniform": "trailing", "ddim_uniform": "leading"}

@@ -9,16 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
 
+from bench.digits_diffusers import DiffusersDigits
 from harness.paths import REPO, VENV_PYTHON
-
-sys.path.insert(0, str(REPO / "bench"))
-
-from digits_diffusers import DiffusersDigits  # noqa: E402
 
 FINETUNE = dict(
     steps=2,

@@ -1,15 +1,9 @@
 """bench/digits.py's pure pieces: the metrics, the evaluation points, the merge of worker parts."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "digits.py"
-_spec = importlib.util.spec_from_file_location("digits_bench", BENCH)
-digits = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(digits)
+from bench import digits
 
 
 def probs_for(classes: list[int], confidence: float = 0.9) -> torch.Tensor:
