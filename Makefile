@@ -25,10 +25,10 @@ test: host
 	$(PY) -m pytest tests -q -rs --durations=15
 
 bench: host
-	$(PY) bench/finetune_speed.py
-	$(PY) bench/learning_margin.py
-	$(PY) bench/digits.py --jobs 2
-	$(PY) bench/digits.py --backend diffusers --jobs 2
+	$(PY) -m bench.finetune_speed
+	$(PY) -m bench.learning_margin
+	$(PY) -m bench.digits --jobs 2
+	$(PY) -m bench.digits --backend diffusers --jobs 2
 
 clean-host:
 	rm -rf .host

@@ -5,15 +5,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+# The tests' tiny models (tests/harness, from the repository root), imported before `boot` puts
+# ComfyUI first on sys.path: ComfyUI has a `tests` package of its own.
+from tests.harness.tiny_models import CHECKPOINT, ensure_tiny_models
+
 REPO = Path(__file__).resolve().parents[1]
 COMFYUI = REPO / ".host" / "ComfyUI"
 
 
 def boot(device: str = "cpu") -> None:
-    """Import ComfyUI as `main.py` would, with its command line (--cpu), and make the pack
-    importable as `comfy_papa`."""
+    """Import ComfyUI as `main.py` would: its folder first on sys.path (where `python main.py`
+    has it; ComfyUI is no installed package) and its command line (--cpu). The pack is imported
+    as `comfy_papa` from the repository root, where the bench runs (`python -m bench.<name>`)."""
     sys.path.insert(0, str(COMFYUI))
-    sys.path.append(str(REPO))
     sys.argv = [sys.argv[0]] + (["--cpu"] if device == "cpu" else [])
     import comfy.options
 
@@ -21,9 +25,6 @@ def boot(device: str = "cpu") -> None:
 
 
 def tiny_checkpoint() -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
-    from harness.tiny_models import CHECKPOINT, ensure_tiny_models
-
     return ensure_tiny_models() / "checkpoints" / CHECKPOINT
 
 

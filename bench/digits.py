@@ -10,8 +10,8 @@ gets the same labels budget:
   bestofn  no training: sample, keep what the user likes (the floor)
   papa     PAPA through the pack's nodes (PAPA Fine-tune, method PAPA)
   epapa    EPAPA, cut 0.4, through the same nodes
-  d3po     D3PO on the same adapters (bench/digits_baselines.py)
-  kto      Diffusion-KTO on the same adapters (bench/digits_baselines.py)
+  d3po     D3PO on the same adapters (bench/digits_baselines.py), on either backend
+  kto      Diffusion-KTO on the same adapters (bench/digits_baselines.py), on either backend
 
 At 0 labels, every `--eval-every` rounds and at the end, `--eval-samples` fresh samples of the
 current model (a fixed seed per point, the same for every method) give: the preferred fraction;
@@ -47,13 +47,14 @@ from typing import Protocol
 
 import torch
 
+if __name__ == "__main__" and not __package__:  # run by path: as `python -m bench.digits`
+    from _entry import rerun_as_module
+
+    rerun_as_module(__file__)
+
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.append(str(REPO))
 
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
-DIFFUSERS_METHODS = ("bestofn", "papa", "epapa")  # the baselines' round classes are ComfyUI's
 
 # Fine-tune hyper-parameters per method: names of the PAPA Fine-tune node's inputs (TrainSettings),
 # plus a baseline's own ones (beta, ratio_clip, sampling_steps (None: --steps): see
@@ -230,7 +231,7 @@ def run_job(method: str, seed: int, args, part: Path) -> dict:
 
     try:
         module, name = BACKENDS[args.backend]
-        cls = getattr(importlib.import_module(module), name)
+        cls = getattr(importlib.import_module(f".{module}", __package__), name)
         settings = {
             "steps": args.steps,
             "sampler": args.sampler,
@@ -453,9 +454,12 @@ def parse_seeds(text: str) -> list[int]:
 
 def run_all(args, argv: list[str]) -> list[dict]:
     """Run every (method, seed) job as a worker subprocess, at most `--jobs` at a time."""
+    from ._entry import module_command, module_env
+
     methods, seeds = args.methods.split(","), parse_seeds(args.seeds)
     jobs = [(m, s) for s in seeds for m in methods]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env = module_env(env)
     limit = 60 * args.max_minutes + 30 if args.max_minutes else None
     with tempfile.TemporaryDirectory(prefix="papa-digits-") as tmp:
         todo = [(m, s, Path(tmp) / f"{m}-{s}.json") for m, s in jobs]
@@ -463,7 +467,7 @@ def run_all(args, argv: list[str]) -> list[dict]:
         while pending or running:
             while pending and len(running) < args.jobs:
                 m, s, part = pending.pop(0)
-                cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+                cmd = [*module_command(__spec__.name), *argv]
                 cmd += ["--worker", m, str(s), "--part", str(part)]
                 running.append((subprocess.Popen(cmd, env=env), time.monotonic()))
             time.sleep(0.5)
@@ -488,9 +492,7 @@ def run_all(args, argv: list[str]) -> list[dict]:
 def parse_args(argv: list[str]):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", choices=sorted(BACKENDS), default="comfy")
-    ap.add_argument(
-        "--methods", default=None, help=f"default {','.join(METHODS)} (diffusers: no baselines)"
-    )
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"default {','.join(METHODS)}")
     ap.add_argument("--seeds", default="3", help="a count (0..N-1) or a list: 3 or 4,7")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--candidates", type=int, default=10)
@@ -519,8 +521,6 @@ def parse_args(argv: list[str]):
     ap.add_argument("--worker", nargs=2, metavar=("METHOD", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("--part", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.methods is None:
-        args.methods = ",".join(METHODS if args.backend == "comfy" else DIFFUSERS_METHODS)
     unknown = sorted(set(args.methods.split(",")) - set(ALL_SETTINGS))
     if unknown:
         ap.error(f"unknown methods {unknown}; choose from {','.join(ALL_SETTINGS)}")

@@ -1,12 +1,15 @@
 """The digits benchmark's baselines as training rounds on the pack's own adapters and replay.
 
-Each class overrides `TrainingRound.make_batch` and `compute_loss` (comfy_papa/host/train.py), so
-a baseline trains the same LoRA adapters, on the same replayed labels, with the same optimizer,
-sampler and model as PAPA; only the objective differs. The losses are comfy_papa.core.baselines'.
-`configured` binds a baseline's own hyper-parameters (beta, ...), which the fine-tune settings do
-not carry, to a subclass that `comfy_papa.host.rounds.finetune(..., round_cls=...)` accepts.
+Each class overrides `make_batch` and `compute_loss` of the backend-neutral round
+(`comfy_papa.core.round.RoundLoop`), so a baseline trains the same LoRA adapters, on the same
+replayed labels, with the same optimizer, sampler and model as PAPA, on either backend; only the
+objective differs. The losses are comfy_papa.core.baselines'. `configured` binds a baseline's own
+hyper-parameters (beta, ...), which the fine-tune settings do not carry, to a subclass that both
+`comfy_papa.host.rounds.finetune(..., round_cls=...)` and
+`comfy_papa.diffusers.PapaSession.finetune(round_cls=...)` accept. A batch carries, per pair,
+`idx` (the timestep index: the diffusers denoiser's input) and `sigma` (ComfyUI's).
 
-Noise levels: ComfyUI's epsilon models noise as x = x0 + sigma eps. The DDPM quantities follow
+Noise levels: both backends see an epsilon model as x = x0 + sigma eps. The DDPM quantities follow
 from abar_t = 1 / (1 + sigma_t^2) (comfy_papa.core.schedule), SNR_t = 1 / sigma_t^2.
 """
 
@@ -23,11 +26,11 @@ from comfy_papa.core.baselines import (
     pair_likes_dislikes,
 )
 from comfy_papa.core.objective import denoise_error
+from comfy_papa.core.round import RoundLoop
 from comfy_papa.core.schedule import snr
-from comfy_papa.host.train import TrainingRound
 
 
-def configured(cls: type[TrainingRound], **params) -> type[TrainingRound]:
+def configured(cls: type[RoundLoop], **params) -> type[RoundLoop]:
     """A subclass of `cls` with `params` as class attributes (its hyper-parameters)."""
     unknown = sorted(set(params) - set(getattr(cls, "PARAMS", ())))
     if unknown:
@@ -42,7 +45,7 @@ def _require_eps(kind: str) -> None:
         raise ValueError(f"the digits baselines are written for epsilon models, not {kind!r}.")
 
 
-class KTORound(TrainingRound):
+class KTORound(RoundLoop):
     """Diffusion-KTO (Li et al. 2024, arXiv 2404.04465, Sec. 3: the KTO utility of the per-step
     implicit reward), through `core.baselines.diffusion_kto_loss`:
 
@@ -51,7 +54,7 @@ class KTORound(TrainingRound):
 
     with one timestep per sample, uniform over the whole training schedule (the paper's
     t ~ U{1..T}), one noise draw, and a replay minibatch of liked (y = +1) and disliked (y = -1)
-    candidates. Errors are in eps space: ComfyUI returns x0, and for x = x0 + sigma eps
+    candidates. Errors are in eps space: the backends return x0, and for x = x0 + sigma eps
     ||eps - eps_hat||^2 = SNR_t ||x0 - x0_hat||^2.
 
     beta: the paper's scale, 1000 (per-pixel-mean eps errors, as for SD latents). On the digits
@@ -75,6 +78,7 @@ class KTORound(TrainingRound):
             "labels": labels_all[idx],
             "cond": {"group": groups_all[idx]},
             "sigma": sig.to(device),
+            "idx": t.to(device),
             "snr": snr(sig, "eps").to(device, torch.float32),
             "noise": noise.to(device),
         }
@@ -109,7 +113,7 @@ def ddpm_posterior(sigma_t, sigma_prev):
     return c0, ct, beta_t * (1 - abar_prev) / (1 - abar_t)
 
 
-class D3PORound(TrainingRound):
+class D3PORound(RoundLoop):
     """D3PO (Yang et al., CVPR 2024, Eq. 9/10) through `core.baselines.d3po_loss`: per denoising
     step, for a pair (w liked, l disliked) that shares a timestep t and its noise,
 
@@ -161,6 +165,7 @@ class D3PORound(TrainingRound):
             "labels": labels_all[idx],
             "cond": {"group": groups_all[idx]},
             "sigma": sigmas[t].to(device),
+            "idx": t.to(device),
             "sigma_prev": sigmas[t - jump].to(device),
             "noise": noise.to(device),
             "z": z.to(device),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .digits_baselines import ROUNDS, configured, has_pairs
+
 _BOOTED: str | None = None
 
 
@@ -28,7 +30,7 @@ def _boot(device: str, workdir: Path) -> None:
         if _BOOTED != device:
             raise RuntimeError(f"ComfyUI was booted for {_BOOTED}; one device per process.")
         return
-    from comfy_inproc import boot
+    from .comfy_inproc import boot
 
     boot(device)
     # As main.py does: ComfyUI's utils package before nodes.py (imported by server) puts comfy/
@@ -141,8 +143,6 @@ class ComfyDigits:
     def _baseline(self, fb, profile) -> bool:
         """One baseline round through `finetune`; False (labels kept, nothing trained) when D3PO
         has no same-round like/dislike pair yet."""
-        from digits_baselines import ROUNDS, configured, has_pairs
-
         from comfy_papa.host.profiles import open_profile
         from comfy_papa.host.rounds import finetune, record_if_new
         from comfy_papa.host.train import TrainSettings

@@ -12,8 +12,10 @@ variant; timestep spacing "linspace" gives ComfyUI's "normal" timesteps (t = 999
 one CPU generator seeded by `seed` (ComfyUI seeds candidate i with seed + i): the draws, not the
 distribution, differ from the ComfyUI backend.
 
-PAPA and EPAPA train the profile `digits-<method>-<seed>` under `<workdir>/profiles`; EPAPA
-samples with the adapter above the cut only (PapaSession does so for an EPAPA profile).
+PAPA, EPAPA and the baselines train the profile `digits-<method>-<seed>` under
+`<workdir>/profiles`; EPAPA samples with the adapter above the cut only (PapaSession does so for an
+EPAPA profile). D3PO and Diffusion-KTO train through `PapaSession.finetune(round_cls=...)` with
+the round classes of bench/digits_baselines.py, the ones the ComfyUI backend runs.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from pathlib import Path
 
 import torch
 
+from .digits_baselines import ROUNDS, configured, has_pairs
+
 ETA = {"euler": 0.0, "ddim": 0.0, "euler_ancestral": 1.0, "ddpm": 1.0}
 SPACING = {"normal": "linspace", "sgm_uniform": "trailing", "ddim_uniform": "leading"}
-METHODS = {"bestofn": None, "papa": "PAPA", "epapa": "EPAPA"}
+# The FinetuneSettings method of each benchmark method (the baselines' adapters are baked in,
+# as PAPA's: `method` only decides the sampling gate).
+METHODS = {"bestofn": None, "papa": "PAPA", "epapa": "EPAPA", "d3po": "PAPA", "kto": "PAPA"}
 
 
 def model_dir(settings: dict) -> Path:
@@ -74,13 +80,11 @@ class DiffusersDigits:
     def __init__(self, method: str, seed: int, workdir: Path, device: str, settings: dict):
         from diffusers import UNet2DModel
 
+        from comfy_papa.core.round import RoundLoop
         from comfy_papa.diffusers import FinetuneSettings, PapaSession
 
         if method not in METHODS:
-            raise ValueError(
-                f"the diffusers backend runs {', '.join(METHODS)}; {method!r} needs the ComfyUI "
-                "backend (--backend comfy)."
-            )
+            raise ValueError(f"the diffusers backend runs {', '.join(METHODS)}; not {method!r}.")
         self.method = method
         self.seed = seed
         self.steps = int(settings.get("steps", 20))
@@ -91,6 +95,12 @@ class DiffusersDigits:
         unet = UNet2DModel.from_pretrained(path, subfolder="unet", torch_dtype=torch.float32)
         unet = unet.to(torch.device(device)).eval()
         ft = dict(settings.get("finetune", {}))
+        self.round_cls = RoundLoop
+        if method in ROUNDS:
+            params = {k: ft.pop(k) for k in ROUNDS[method].PARAMS if k in ft}
+            if params.get("sampling_steps", 0) is None:
+                params["sampling_steps"] = self.steps  # D3PO: the candidates' sampler steps
+            self.round_cls = configured(ROUNDS[method], **params)
         known = {f.name for f in fields(FinetuneSettings)}
         unknown = sorted(set(ft) - known)
         if unknown:
@@ -103,6 +113,7 @@ class DiffusersDigits:
         self.session = PapaSession.open(root, name, unet, sched, rank=rank, alpha=alpha)
         self._last: list[str] | None = None
         self._labelled = False
+        self._held: list[tuple[int, int]] = []  # (label, round) of every labelled candidate
 
     def _sample(self, n: int, seed: int):
         cand = self.session.sample(n, seed=seed, steps=self.steps, eta=self.eta)
@@ -127,11 +138,16 @@ class DiffusersDigits:
         if self.method == "bestofn":
             self.session.forget(ids)
             return {"seconds": 0.0, "passes": 0}
+        round_ = self.session.profile.round + 1  # what give_labels records
         self.session.give_labels(ids, [float(v) for v in labels])
         self._labelled = self._labelled or any(labels)
+        self._held += [(int(v), round_) for v in labels]
         if not self._labelled:
             return {"seconds": 0.0, "passes": 0, "skipped": "no like or dislike yet"}
-        stats = self.session.finetune(**self.finetune_kw)
+        held_labels, held_rounds = [v for v, _ in self._held], [r for _, r in self._held]
+        if self.method == "d3po" and not has_pairs(held_labels, held_rounds):
+            return {"seconds": 0.0, "passes": 0, "skipped": "no like/dislike pair yet"}
+        stats = self.session.finetune(self.round_cls, **self.finetune_kw)
         out = {"seconds": float(stats["seconds"]), "passes": int(stats["passes"])}
         if stats.get("drift") is not None:
             out["drift"] = float(stats["drift"])

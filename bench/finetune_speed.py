@@ -13,16 +13,19 @@ import argparse
 import json
 import platform
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run by path: as `python -m bench.finetune_speed`
+    from _entry import rerun_as_module
+
+    rerun_as_module(__file__)
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def _setup(args):
-    from comfy_inproc import boot, tiny_checkpoint
+    from .comfy_inproc import boot, tiny_checkpoint
 
     boot(args.device)
     import comfy.sd
@@ -97,7 +100,7 @@ def _time_trainlora(args, steps: int) -> float:
 
 
 def _child(args) -> None:
-    from comfy_inproc import peak_memory_mb
+    from .comfy_inproc import peak_memory_mb
 
     fn = _time_ours if args.child == "papa" else _time_trainlora
     t = fn(args, args.steps)
@@ -105,14 +108,16 @@ def _child(args) -> None:
 
 
 def _run_child(args, method: str, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", method, "--steps", str(steps)]
+    from ._entry import module_command, module_env
+
+    cmd = [*module_command(__spec__.name), "--child", method, "--steps", str(steps)]
     for k in ("device", "size", "samples", "timesteps", "rank"):
         cmd += [f"--{k}", str(getattr(args, k))]
     if args.checkpoint:
         cmd += ["--checkpoint", args.checkpoint]
     if args.checkpointing:
         cmd.append("--checkpointing")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=module_env()).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

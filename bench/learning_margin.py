@@ -13,23 +13,25 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run by path: as `python -m bench.learning_margin`
+    from _entry import rerun_as_module
+
+    rerun_as_module(__file__)
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))
-sys.path.append(str(HERE.parent))  # comfy_papa, for the digit-set oracle's classifier
-
-from harness.comfy_server import ComfyServer, make_base_directory  # noqa: E402
-from harness.oracle_loop import DIGITS_FINETUNE, Source, run_loop  # noqa: E402
-from harness.tiny_models import ensure_tiny_models  # noqa: E402
-
-FINETUNE = dict(DIGITS_FINETUNE)
 
 
 def main() -> None:
+    # The test harness (tests/harness), imported from the repository root like the pack.
+    from tests.harness.comfy_server import ComfyServer, make_base_directory
+    from tests.harness.oracle_loop import DIGITS_FINETUNE, Source, run_loop
+    from tests.harness.tiny_models import ensure_tiny_models
+
+    FINETUNE = dict(DIGITS_FINETUNE)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=5)

@@ -30,13 +30,16 @@ import json
 import math
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and not __package__:  # run by path: as `python -m bench.round_latency`
+    from _entry import rerun_as_module
+
+    rerun_as_module(__file__)
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 MODELS = ("sd15", "sdxl", "sd3")
 
@@ -326,7 +329,7 @@ def skipped(reason: str) -> dict:
 
 
 def run_child(args) -> dict:
-    from comfy_inproc import boot
+    from .comfy_inproc import boot
 
     boot(args.device)
     import torch
@@ -521,6 +524,8 @@ def print_table(rows: list[dict], device: str, settings: dict) -> None:
 
 
 def main() -> None:
+    from ._entry import module_command, module_env
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--models", default=",".join(MODELS), help="comma list of sd15,sdxl,sd3")
@@ -562,7 +567,7 @@ def main() -> None:
     rows = []
     t_all = time.perf_counter()
     for arch in args.models.split(","):
-        cmd = [sys.executable, __file__, "--child", arch, "--device", args.device]
+        cmd = [*module_command(__spec__.name), "--child", arch, "--device", args.device]
         cmd += ["--config", json.dumps(table[arch]), "--dtype", args.dtype]
         if args.trainlora_dtype:
             cmd += ["--trainlora-dtype", args.trainlora_dtype]
@@ -576,7 +581,7 @@ def main() -> None:
             cmd.append("--no-warmup")
         print(f"[{arch}] {table[arch]}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=module_env())
         lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
         if proc.returncode != 0 or not lines:
             rows.append({"model": arch, "config": table[arch], "error": proc.stderr[-4000:]})

@@ -239,11 +239,14 @@ class PapaSession:
         return replay, conds, consumed
 
     # ---- fine-tuning ---------------------------------------------------------------------
-    def finetune(self, **overrides) -> dict:
+    def finetune(self, round_cls: type[RoundLoop] = RoundLoop, **overrides) -> dict:
         """Train one round on every label so far (replay) and commit it to the profile.
 
         Keyword arguments are FinetuneSettings fields (steps, learning_rate, method, cut, ...);
-        rank and alpha are the session's.
+        rank and alpha are the session's. `round_cls` is the optimisation loop: PAPA's, or
+        (benchmark only) a baseline's subclass with its own `make_batch` / `compute_loss` (as the
+        ComfyUI backend's `host.rounds.finetune(round_cls=...)`); its batches carry `idx`, the
+        timestep index the denoiser takes.
         """
         settings = FinetuneSettings(
             **{**overrides, "rank": self.adapter.rank, "alpha": self.adapter.alpha}
@@ -258,7 +261,7 @@ class PapaSession:
                 "give_labels() first."
             )
         round_ = self.profile.round + 1
-        job = RoundLoop(
+        job = round_cls(
             self.adapter.parameters(),
             replay,
             settings,

@@ -1,8 +1,9 @@
-"""Open picker requests and the HTTP routes that answer them.
+"""The HTTP routes that answer picker requests, a thin layer over one `PickerRegistry`.
 
-The picker node (worker thread) opens a request and waits on a `concurrent.futures.Future`; the
-routes (aiohttp, main thread) resolve it. Labels are written to the profile inside the POST handler,
-before the future resolves and before the 200 goes out: the 200 is the artist's receipt.
+The picker node (worker thread) opens a request in `REGISTRY` and waits on it; the routes (aiohttp,
+main thread) answer or cancel it (the state machine is picker_registry's). Labels are written to
+the profile inside the POST handler, before the answer reaches the node and before the 200 goes
+out: the 200 is the artist's receipt.
 
 Routes (also under /api): GET /papa/pending, POST /papa/feedback, POST /papa/cancel.
 """
@@ -11,12 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 import uuid
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,78 +23,24 @@ from aiohttp import web
 from PIL import Image
 from server import PromptServer
 
-from ..feedback import LABELS, Candidates
+from ..feedback import LABELS
 from ..profile.names import ProfileError
 from .conditioning import conditioning_to_tensors
+from .picker_registry import Answer, NotOpen, PendingRequest, PickerRegistry
 from .profiles import open_profile
 
 MAX_BODY = 64 * 1024
 PREVIEW_SUBFOLDER = "papa_picker"
-_FINISHED_KEPT = 1000
-
-
-class PickerCancelled(Exception):
-    """The artist cancelled the request (panel Esc / Cancel, or POST /papa/cancel)."""
-
-
-@dataclass
-class Answer:
-    labels: list[float]
-    counts: dict[str, int]
-
-
-@dataclass
-class PendingRequest:
-    request_id: str
-    candidates: Candidates
-    payload: dict[str, Any]
-    profile: str | None
-    round: int | None
-    future: Future = field(default_factory=Future)
-    state: str = "open"  # open -> answering -> done (or open -> done on timeout/cancel/interrupt)
-
-
-_lock = threading.Lock()
-_open: dict[str, PendingRequest] = {}
-_finished: dict[str, str] = {}  # request_id -> why it closed, to explain a late answer
+REGISTRY = PickerRegistry()  # the server's one registry: the node opens, the routes answer
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def open_request(
-    request_id: str,
-    candidates: Candidates,
-    payload: dict[str, Any],
-    profile: str | None,
-    round_: int | None,
-) -> PendingRequest:
-    req = PendingRequest(request_id, candidates, payload, profile, round_)
-    with _lock:
-        _open[request_id] = req
-    return req
-
-
-def close_request(req: PendingRequest, reason: str) -> bool:
-    """Close an open request; False when an answer is being written (the caller then waits)."""
-    with _lock:
-        if req.state == "answering":
-            return False
-        req.state = "done"
-        _open.pop(req.request_id, None)
-        _finished[req.request_id] = reason
-        while len(_finished) > _FINISHED_KEPT:
-            _finished.pop(next(iter(_finished)))
-        return True
-
-
 def finish_request(req: PendingRequest, reason: str) -> None:
-    """Always called by the node when it stops waiting (answered or not)."""
-    with _lock:
-        req.state = "done"
-        _open.pop(req.request_id, None)
-        _finished[req.request_id] = reason
+    """Always called by the node when it stops waiting (answered or not); tells the panel."""
+    REGISTRY.finish(req, reason)
     PromptServer.instance.send_sync(
         "papa.request_done",
         {"request_id": req.request_id, "reason": reason},
@@ -108,15 +50,9 @@ def finish_request(req: PendingRequest, reason: str) -> None:
 
 def wait_for_answer(req: PendingRequest, timeout_s: float) -> Answer | None:
     """Block until answered (Answer), timed out (None), cancelled or interrupted (raise)."""
-    deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
-    while True:
-        try:
-            return req.future.result(timeout=0.25)
-        except FutureTimeout:
-            pass
-        comfy.model_management.throw_exception_if_processing_interrupted()
-        if deadline is not None and time.monotonic() > deadline and close_request(req, "timeout"):
-            return None
+    return REGISTRY.wait(
+        req, timeout_s, comfy.model_management.throw_exception_if_processing_interrupted
+    )
 
 
 def save_previews(images: torch.Tensor, request_id: str) -> list[dict[str, str]]:
@@ -130,12 +66,6 @@ def save_previews(images: torch.Tensor, request_id: str) -> list[dict[str, str]]
         Image.fromarray(arr).save(folder / name, compress_level=1)
         refs.append({"filename": name, "subfolder": PREVIEW_SUBFOLDER, "type": "temp"})
     return refs
-
-
-def pending_requests(client_id: str | None = None) -> list[dict[str, Any]]:
-    with _lock:
-        reqs = [r for r in _open.values() if r.state == "open"]
-    return [r.payload for r in reqs if client_id is None or r.payload.get("client_id") == client_id]
 
 
 # ---- request bodies ------------------------------------------------------------------------
@@ -206,33 +136,6 @@ def label_counts(labels: list[float]) -> dict[str, int]:
     }
 
 
-def _not_open(request_id: str, req: PendingRequest | None) -> BadRequest:
-    why = _finished.get(request_id) or ("being answered" if req else "unknown request id")
-    return BadRequest(409, f"Request {request_id} is not open ({why}); nothing was recorded.")
-
-
-def _find_open(request_id: str) -> PendingRequest:
-    with _lock:
-        req = _open.get(request_id)
-        if req is None or req.state != "open":
-            raise _not_open(request_id, req)
-        return req
-
-
-def _claim(req: PendingRequest) -> None:
-    """Only one answer may be written: the first to claim wins, later ones get 409."""
-    with _lock:
-        if req.state != "open":
-            raise _not_open(req.request_id, req)
-        req.state = "answering"
-
-
-def _release(req: PendingRequest) -> None:
-    with _lock:
-        if req.state == "answering":
-            req.state = "open"
-
-
 def _record(req: PendingRequest, labels: list[float]) -> None:
     """The durable write (fsync'd by the profile store); runs in a worker thread."""
     if req.profile is None:
@@ -258,56 +161,55 @@ def _error(status: int, message: str) -> web.Response:
 
 
 # ---- routes --------------------------------------------------------------------------------
-routes = PromptServer.instance.routes
+def add_routes(routes: web.RouteTableDef, registry: PickerRegistry) -> None:
+    """GET /papa/pending, POST /papa/feedback and POST /papa/cancel over `registry`."""
 
+    @routes.get("/papa/pending")
+    async def get_pending(request: web.Request) -> web.Response:
+        client_id = request.query.get("client_id") or None
+        return web.json_response({"pending": registry.pending(client_id)})
 
-@routes.get("/papa/pending")
-async def get_pending(request: web.Request) -> web.Response:
-    client_id = request.query.get("client_id") or None
-    return web.json_response({"pending": pending_requests(client_id)})
-
-
-@routes.post("/papa/feedback")
-async def post_feedback(request: web.Request) -> web.Response:
-    try:
-        body = await read_json_body(request)
-        rid = body["request_id"]
-        if "labels" not in body:
-            raise BadRequest(400, '"labels" is missing.')
-        req = _find_open(rid)
-        labels = parse_labels(body["labels"], list(req.candidates.ids))
-        _claim(req)
-    except BadRequest as e:
-        return _error(e.status, str(e))
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, _record, req, labels)
-    except ProfileError as e:
-        _release(req)
-        return _error(409, f"Profile {req.profile!r} refused the labels: {e}")
-    except OSError as e:
-        _release(req)
-        return _error(503, f"Could not write the labels to profile {req.profile!r}: {e}")
-    counts = dict(req.payload.get("counts") or {"like": 0, "dislike": 0})
-    this = label_counts(labels)
-    counts = {k: counts.get(k, 0) + this[k] for k in ("like", "dislike")}
-    req.future.set_result(Answer(labels, counts))
-    return web.json_response({"ok": True, "request_id": rid, "labels": this, "counts": counts})
-
-
-@routes.post("/papa/cancel")
-async def post_cancel(request: web.Request) -> web.Response:
-    try:
-        body = await read_json_body(request)
-    except BadRequest as e:
-        return _error(e.status, str(e))
-    rid = body["request_id"]
-    with _lock:
-        req = _open.get(rid)
-        if req is None or req.state != "open":
-            e = _not_open(rid, req)
+    @routes.post("/papa/feedback")
+    async def post_feedback(request: web.Request) -> web.Response:
+        try:
+            body = await read_json_body(request)
+            rid = body["request_id"]
+            if "labels" not in body:
+                raise BadRequest(400, '"labels" is missing.')
+            req = registry.find_open(rid)
+            labels = parse_labels(body["labels"], list(req.candidates.ids))
+            registry.claim(req)
+        except BadRequest as e:
             return _error(e.status, str(e))
-        req.state = "done"
-        _open.pop(rid, None)
-        _finished[rid] = "cancelled"
-    req.future.set_exception(PickerCancelled(f"Request {rid} was cancelled by the artist."))
-    return web.json_response({"ok": True, "request_id": rid})
+        except NotOpen as e:
+            return _error(409, str(e))
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _record, req, labels)
+        except ProfileError as e:
+            registry.release(req)
+            return _error(409, f"Profile {req.profile!r} refused the labels: {e}")
+        except OSError as e:
+            registry.release(req)
+            return _error(503, f"Could not write the labels to profile {req.profile!r}: {e}")
+        except BaseException:
+            registry.release(req)  # not left 'being answered' for ever
+            raise
+        counts = dict(req.payload.get("counts") or {"like": 0, "dislike": 0})
+        this = label_counts(labels)
+        counts = {k: counts.get(k, 0) + this[k] for k in ("like", "dislike")}
+        registry.answer(req, Answer(labels, counts))
+        return web.json_response({"ok": True, "request_id": rid, "labels": this, "counts": counts})
+
+    @routes.post("/papa/cancel")
+    async def post_cancel(request: web.Request) -> web.Response:
+        try:
+            body = await read_json_body(request)
+            registry.cancel(body["request_id"])
+        except BadRequest as e:
+            return _error(e.status, str(e))
+        except NotOpen as e:
+            return _error(409, str(e))
+        return web.json_response({"ok": True, "request_id": body["request_id"]})
+
+
+add_routes(PromptServer.instance.routes, REGISTRY)

@@ -9,14 +9,14 @@ import torch
 
 from ..core.optim import flatten_optimizer
 from ..core.replay import ReplayBuffer
-from ..core.round import round_seed
+from ..core.round import RoundLoop, round_seed
 from ..core.schedule import sigma_cut
 from ..feedback import Feedback
 from ..profile.store import Profile, RoundState
 from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
 from .conditioning import conditioning_to_tensors, tensors_to_conditioning
 from .models import model_fingerprint, require_base_model
-from .train import TrainingRound, TrainSettings, run_training, schedule_sigmas
+from .train import TrainingRound, TrainSettings, host_round, run_training, schedule_sigmas
 
 
 def record_if_new(profile: Profile, fb: Feedback) -> str:
@@ -105,12 +105,13 @@ def finetune(
     profile: Profile,
     settings: TrainSettings,
     progress=None,
-    round_cls: type[TrainingRound] = TrainingRound,
+    round_cls: type[RoundLoop] = TrainingRound,
 ):
     """Train one round on the BASE model; returns (personalised MODEL, LORA_MODEL, stats).
 
     `round_cls` is the optimisation loop: the PAPA objective, or (benchmark only) a baseline's
-    subclass with its own loss on the same adapters, replay and sampling."""
+    `core.round.RoundLoop` subclass with its own loss on the same adapters, replay and sampling
+    (run through `host_round`, as `PapaSession.finetune` runs it on diffusers)."""
     require_base_model(model, "PAPA Fine-tune")
     fingerprint = model_fingerprint(model)
     profile.check_base(fingerprint)
@@ -136,7 +137,7 @@ def finetune(
             mp, settings.rank, settings.alpha, state.adapter or None, settings.seed
         )
         round_ = profile.round + 1
-        job = round_cls(
+        job = host_round(round_cls)(
             adapters,
             replay,
             group_conditionings(conds),

@@ -127,6 +127,14 @@ class TrainingRound(RoundLoop):
         )
 
 
+def host_round(cls: type[RoundLoop]) -> type[TrainingRound]:
+    """`cls` run inside ComfyUI: a backend-neutral round with its own `make_batch` /
+    `compute_loss` (a benchmark's baseline) on top of `TrainingRound`'s host plumbing."""
+    if issubclass(cls, TrainingRound):
+        return cls
+    return type(cls.__name__, (cls, TrainingRound), {})
+
+
 class _TrainSampler(comfy.samplers.Sampler):
     def __init__(self, job: TrainingRound) -> None:
         self.job = job

@@ -10,6 +10,7 @@ from server import PromptServer
 
 from ..feedback import Feedback
 from ..host import feedback_server as fs
+from ..host.picker_registry import PickerCancelled
 from .types import CATEGORY, Candidates, Profile
 from .types import Feedback as FeedbackType
 
@@ -119,7 +120,7 @@ class PreferencePicker(io.ComfyNode):
             "deadline": time.time() + timeout if timeout > 0 else None,
             "on_timeout": on_timeout,
         }
-        req = fs.open_request(rid, candidates, payload, payload["profile"], round_)
+        req = fs.REGISTRY.open(rid, candidates, payload, payload["profile"], round_)
         reason = "error"
         try:
             server.send_sync("papa.request", payload, server.client_id)
@@ -128,7 +129,7 @@ class PreferencePicker(io.ComfyNode):
             except InterruptProcessingException:
                 reason = "interrupted"
                 raise
-            except fs.PickerCancelled as e:
+            except PickerCancelled as e:
                 reason = "cancelled"
                 raise RuntimeError(
                     f"{e} Queue the workflow again to get a new round of candidates."

@@ -1,0 +1,189 @@
+"""The picker's open requests and their state machine, with no server and no ComfyUI import.
+
+A request is opened by the picker node (a worker thread), which then waits on its future; an
+answer (HTTP POST, main thread) claims it, writes the labels, and resolves the future:
+
+    open --claim--> answering --answer--> (future resolved; the node finishes it) --> done
+      \\               \\--release (the write failed)--> open
+       \\--cancel / timeout / finish--> done
+
+Only one answer is ever written: the first claim wins; a request being answered cannot time out
+(the node waits for the answer being written). A closed request leaves its reason behind
+("answered", "timeout", "cancelled", ...; the node's `finish` has the last word), the last
+`finished_kept` of them, so that a late answer is told why it came too late. `feedback_server`
+puts the HTTP routes over one registry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+FINISHED_KEPT = 1000
+POLL_S = 0.25
+
+
+class PickerCancelled(Exception):
+    """The artist cancelled the request (panel Esc / Cancel, or POST /papa/cancel)."""
+
+
+class NotOpen(Exception):
+    """The request cannot take an answer (unknown, being answered, or closed and why)."""
+
+    def __init__(self, request_id: str, why: str) -> None:
+        super().__init__(f"Request {request_id} is not open ({why}); nothing was recorded.")
+        self.request_id = request_id
+        self.why = why
+
+
+@dataclass
+class Answer:
+    labels: list[float]
+    counts: dict[str, int]
+
+
+@dataclass
+class PendingRequest:
+    request_id: str
+    candidates: Any  # feedback.Candidates
+    payload: dict[str, Any]
+    profile: str | None
+    round: int | None
+    future: Future = field(default_factory=Future)
+    state: str = "open"  # open -> answering -> done (or open -> done on timeout/cancel/interrupt)
+
+
+class PickerRegistry:
+    """Every open picker request, and the reasons the last closed ones closed; thread-safe."""
+
+    def __init__(self, finished_kept: int = FINISHED_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, PendingRequest] = {}
+        self._finished: dict[str, str] = {}  # request_id -> why it closed, oldest first
+        self.finished_kept = finished_kept
+
+    # ---- the node's side -------------------------------------------------------------------
+    def open(
+        self,
+        request_id: str,
+        candidates: Any,
+        payload: dict[str, Any],
+        profile: str | None,
+        round_: int | None,
+    ) -> PendingRequest:
+        req = PendingRequest(request_id, candidates, payload, profile, round_)
+        with self._lock:
+            if request_id in self._open or request_id in self._finished:
+                raise ValueError(f"picker request {request_id} exists already.")
+            self._open[request_id] = req
+        return req
+
+    def wait(
+        self,
+        req: PendingRequest,
+        timeout_s: float,
+        check_interrupt: Callable[[], None] | None = None,
+        poll_s: float = POLL_S,
+    ) -> Answer | None:
+        """Block until answered (Answer) or timed out (None, the request closed as "timeout");
+        raises PickerCancelled when cancelled, and whatever `check_interrupt` raises (called
+        every `poll_s`). timeout_s <= 0 waits forever. A request being answered at the deadline
+        is waited for: its labels are already being written."""
+        deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
+        while True:
+            try:
+                return req.future.result(timeout=poll_s)
+            except FutureTimeout:
+                pass
+            if check_interrupt is not None:
+                check_interrupt()
+            if deadline is not None and time.monotonic() > deadline and self.close(req, "timeout"):
+                return None
+
+    def close(self, req: PendingRequest, reason: str) -> bool:
+        """Close a request unless an answer is being written (False: the caller waits on)."""
+        with self._lock:
+            if req.state == "answering":
+                return False
+            self._close(req, reason)
+            return True
+
+    def finish(self, req: PendingRequest, reason: str) -> None:
+        """The node stopped waiting (answered or not): the request is done, whatever its state."""
+        with self._lock:
+            self._close(req, reason)
+
+    # ---- the answering side ----------------------------------------------------------------
+    def find_open(self, request_id: str) -> PendingRequest:
+        """The open request `request_id`; NotOpen says why there is none."""
+        with self._lock:
+            req = self._open.get(request_id)
+            if req is None or req.state != "open":
+                raise self._not_open(request_id, req)
+            return req
+
+    def claim(self, req: PendingRequest) -> None:
+        """open -> answering: this caller writes the answer; later ones get NotOpen."""
+        with self._lock:
+            if req.state != "open":
+                raise self._not_open(req.request_id, req)
+            req.state = "answering"
+
+    def release(self, req: PendingRequest) -> None:
+        """answering -> open: the answer could not be written; the request takes another."""
+        with self._lock:
+            if req.state == "answering":
+                req.state = "open"
+
+    def answer(self, req: PendingRequest, answer: Answer) -> None:
+        """Hand a claimed request's written answer to the node (which may have stopped waiting:
+        interrupted while the labels were written; they are recorded all the same)."""
+        req.future.set_result(answer)
+
+    def cancel(self, request_id: str) -> PendingRequest:
+        """open -> done ("cancelled"); the waiting node gets PickerCancelled."""
+        with self._lock:
+            req = self._open.get(request_id)
+            if req is None or req.state != "open":
+                raise self._not_open(request_id, req)
+            self._close(req, "cancelled")
+        req.future.set_exception(
+            PickerCancelled(f"Request {request_id} was cancelled by the artist.")
+        )
+        return req
+
+    # ---- reading -----------------------------------------------------------------------------
+    def pending(self, client_id: str | None = None) -> list[dict[str, Any]]:
+        """The payloads of the requests open for an answer (of one client, if given)."""
+        with self._lock:
+            reqs = [r for r in self._open.values() if r.state == "open"]
+        return [
+            r.payload for r in reqs if client_id is None or r.payload.get("client_id") == client_id
+        ]
+
+    def closed_reason(self, request_id: str) -> str | None:
+        with self._lock:
+            return self._finished.get(request_id)
+
+    def __len__(self) -> int:
+        """Requests not yet done (open or being answered)."""
+        with self._lock:
+            return len(self._open)
+
+    # ---- under the lock ----------------------------------------------------------------------
+    def _close(self, req: PendingRequest, reason: str) -> None:
+        req.state = "done"
+        if self._open.get(req.request_id) is req:
+            del self._open[req.request_id]
+        self._finished[req.request_id] = reason  # the node's finish has the last word
+        while len(self._finished) > self.finished_kept:
+            del self._finished[next(iter(self._finished))]
+
+    def _not_open(self, request_id: str, req: PendingRequest | None) -> NotOpen:
+        why = self._finished.get(request_id) or ("being answered" if req else "unknown request id")
+        return NotOpen(request_id, why)
