@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO / "tests"))
 DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
 
 1. Queue (Ctrl+Enter). The Candidate Sampler draws 10 digits from the current model.
-2. The picker panel opens: click a digit to cycle like / dislike / skip (or keys 1-9 and 0, L, D, S),
-   then Submit (Enter).
+2. The picker panel opens: click a digit to cycle like / dislike / skip (or keys 1-9 and 0,
+   L, D, S), then Submit (Enter).
 3. Fine-tune trains the profile "digits-taste" on everything you labelled so far and the
    KSampler below renders 8 digits with the personalised model.
 4. Queue again for the next round. Roll back or reset in the PAPA Profile node.
