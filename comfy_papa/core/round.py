@@ -80,11 +80,12 @@ def dislike_scale(labels: Tensor, balance: bool = True) -> float:
     then makes the dislikes of a replay together never weigh more than its likes (nor more than
     their own count when they are the fewer). With no likes yet the dislikes train nothing:
     pushing away from everything drawn, with nothing to pull towards, only degrades the model (a
-    rare preference moved away from its likes that way). Unbalanced sampling: 1."""
-    if not balance:
-        return 1.0
+    rare preference moved away from its likes that way). Unbalanced sampling: 1 once there is a
+    like."""
     likes, dislikes = int((labels > 0).sum()), int((labels < 0).sum())
-    return 0.0 if likes == 0 else min(1.0, dislikes / likes)
+    if likes == 0:
+        return 0.0
+    return min(1.0, dislikes / likes) if balance else 1.0
 
 
 def sample_indices(weights: Tensor, batch: int, generator: torch.Generator) -> Tensor:

@@ -74,6 +74,7 @@ def test_dislikes_never_outweigh_likes():
     assert dislike_scale(torch.tensor([1.0, 1.0, 1.0, -1.0])) == 1 / 3
     assert dislike_scale(torch.tensor([1.0])) == 0.0
     assert dislike_scale(torch.tensor([1.0, -1.0]), balance=False) == 1.0
+    assert dislike_scale(torch.tensor([-1.0, -1.0]), balance=False) == 0.0
 
 
 def test_stratified_timesteps_cover_every_stratum_above_the_cut():
