@@ -28,8 +28,8 @@ def test_five_oracle_rounds_raise_the_liked_fraction_well_above_the_base(comfy, 
 # the liked fraction must rise and the preferred digits must stay balanced (no collapse onto one
 # digit). Measured on this loop (8 sampling steps, seed 0; CPU runs are deterministic): liked
 # 0.19 (32 samples) -> 0.41 (64 samples) after 50 labels, preferred-class entropy 0.69 -> 0.91;
-# the test asserts under half that gain and an entropy floor under the measured one. Benchmark numbers
-# for the same defaults: BENCHMARKS.md.
+# the test asserts under half that gain and an entropy floor under the measured one. Benchmark
+# numbers for the same defaults: BENCHMARKS.md.
 DIGITS_ROUNDS = 5
 DIGITS_MARGIN = 0.1
 DIGITS_MIN_ENTROPY = 0.75
