@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comfy_papa.core.settings import FinetuneSettings  # noqa: E402
+from comfy_papa.core.settings import TUNED_INPUTS, FinetuneSettings  # noqa: E402
 
 DEFAULTS = FinetuneSettings()
 sys.path.insert(0, str(REPO / "tests"))
@@ -40,19 +40,6 @@ DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
 4. Queue again for the next round. Roll back or reset in the PAPA Profile node.
 
 Runs on the CPU with no download: the model (PAPA Digits Demo Loader) ships with the pack."""
-
-
-TUNED = (
-    "cut",
-    "steps",
-    "learning_rate",
-    "rank",
-    "alpha",
-    "c_pref",
-    "c_sim",
-    "batch_size",
-    "timesteps_per_sample",
-)
 
 
 def digits_graph() -> dict:
@@ -100,7 +87,7 @@ def digits_graph() -> dict:
                 "profile": ["2", 0],
                 "method": "PAPA",
                 # The node's own defaults (core.settings.FinetuneSettings): the tuned settings.
-                **{k: getattr(DEFAULTS, k) for k in TUNED},
+                **{k: getattr(DEFAULTS, k) for k in TUNED_INPUTS},
                 "seed": 0,
                 "gradient_checkpointing": False,
                 "c_anchor": 0.0,

@@ -9,6 +9,18 @@ from dataclasses import asdict, dataclass
 from .objective import PapaConfig
 
 METHODS = ("PAPA", "EPAPA")
+# The Fine-tune node's tuned training inputs: what a template or a test copies from the defaults.
+TUNED_INPUTS = (
+    "cut",
+    "steps",
+    "learning_rate",
+    "rank",
+    "alpha",
+    "c_pref",
+    "c_sim",
+    "batch_size",
+    "timesteps_per_sample",
+)
 
 
 @dataclass(frozen=True)

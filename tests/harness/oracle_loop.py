@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from comfy_papa.core.settings import FinetuneSettings
+from comfy_papa.core.settings import TUNED_INPUTS, FinetuneSettings
 
 from .graph import Graph, run
 from .outputs import saved_latent
@@ -22,20 +22,7 @@ from .outputs import saved_latent
 # node's own defaults (what an artist who changes nothing gets), one definition for all of them.
 _DEFAULTS = FinetuneSettings()
 DIGITS_FINETUNE = {
-    name: getattr(_DEFAULTS, name)
-    for name in (
-        "cut",
-        "steps",
-        "learning_rate",
-        "rank",
-        "alpha",
-        "c_pref",
-        "c_sim",
-        "batch_size",
-        "timesteps_per_sample",
-        "gradient_checkpointing",
-        "c_anchor",
-    )
+    name: getattr(_DEFAULTS, name) for name in (*TUNED_INPUTS, "gradient_checkpointing", "c_anchor")
 }
 
 
