@@ -12,7 +12,6 @@ rounds, optimizer state); for an SD-architecture UNet the adapter is stored unde
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from safetensors.torch import save_file
 
 from ..core.objective import noise_x
 from ..core.optim import flatten_optimizer
-from ..core.replay import ReplayBuffer
 from ..core.round import RoundLoop, round_seed
 from ..core.schedule import cut_index
 from ..core.settings import FinetuneSettings
 from ..profile.atomic import atomic_write
 from ..profile.names import ProfileError
+from ..profile.pending import merge_pending
 from ..profile.store import Profile, RoundState
 from .adapters import PeftAdapter
 from .denoiser import Denoiser
@@ -59,19 +58,6 @@ def unet_fingerprint(unet: torch.nn.Module) -> str:
         if p.ndim == 1 and "norm" in name:
             h.update(p.detach().to("cpu", torch.float32).numpy().tobytes())
     return "diffusers-" + h.hexdigest()[:16]
-
-
-def _cond_group(conds: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> int:
-    """Index of an identical stored conditioning ("g<i>.<key>"), or a new group for it; the
-    layout of host.rounds so that replay buffers mean the same in both hosts."""
-    groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
-    for g in groups:
-        mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
-        if mine.keys() == cond.keys() and all(torch.equal(mine[k], cond[k]) for k in cond):
-            return g
-    g = (groups[-1] + 1) if groups else 0
-    conds.update({f"g{g}.{k}": v for k, v in cond.items()})
-    return g
 
 
 class PapaSession:
@@ -221,23 +207,6 @@ class PapaSession:
         for i in ids:
             self._candidates.pop(i, None)
 
-    def _merge_pending(self, state: RoundState) -> tuple[ReplayBuffer, dict, list[str]]:
-        replay = copy.deepcopy(state.replay)
-        conds = dict(state.conds)
-        consumed = []
-        for p in self.profile.pending():
-            g = _cond_group(conds, p.cond)
-            n = len(p.ids)
-            replay.add(
-                p.latents.float(),
-                p.labels.float(),
-                torch.full((n,), p.round, dtype=torch.long),
-                [f"{p.request_id}:{cid}" for cid in p.ids],
-                {"group": torch.full((n,), g, dtype=torch.long)},
-            )
-            consumed.append(p.request_id)
-        return replay, conds, consumed
-
     # ---- fine-tuning ---------------------------------------------------------------------
     def finetune(self, round_cls: type[RoundLoop] = RoundLoop, **overrides) -> dict:
         """Train one round on every label so far (replay) and commit it to the profile.
@@ -254,7 +223,7 @@ class PapaSession:
         settings.papa_config()  # validates before anything is read
         self.profile.check_base(self.fingerprint)
         state = self.profile.load_round()
-        replay, conds, consumed = self._merge_pending(state)
+        replay, conds, consumed = merge_pending(self.profile, state)
         if len(replay) == 0 or int((replay.labels != 0).sum()) == 0:
             raise ValueError(
                 "Nothing to train on: no liked or disliked candidate yet. Label some with "

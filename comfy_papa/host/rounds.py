@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import copy
 import secrets
 
 import torch
 
 from ..core.optim import flatten_optimizer
-from ..core.replay import ReplayBuffer
 from ..core.round import RoundLoop, round_seed
 from ..core.schedule import sigma_cut
 from ..feedback import Feedback
+from ..profile.pending import merge_pending
 from ..profile.store import Profile, RoundState
 from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
 from .conditioning import conditioning_to_tensors, tensors_to_conditioning
@@ -44,20 +43,6 @@ def record_if_new(profile: Profile, fb: Feedback) -> str:
     return rid
 
 
-def _cond_group(conds: dict[str, torch.Tensor], cond: dict[str, torch.Tensor]) -> int:
-    """Index of an identical stored conditioning, or a new group index for it."""
-    groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
-    for g in groups:
-        mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
-        if mine.keys() == cond.keys() and all(
-            mine[k].shape == cond[k].shape and torch.equal(mine[k], cond[k]) for k in cond
-        ):
-            return g
-    g = (groups[-1] + 1) if groups else 0
-    conds.update({f"g{g}.{k}": v for k, v in cond.items()})
-    return g
-
-
 def group_conditionings(conds: dict[str, torch.Tensor]) -> list:
     groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
     out = []
@@ -65,25 +50,6 @@ def group_conditionings(conds: dict[str, torch.Tensor]) -> list:
         mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
         out.extend(tensors_to_conditioning(mine))
     return out
-
-
-def merge_pending(profile: Profile, state: RoundState) -> tuple[ReplayBuffer, dict, list[str]]:
-    """The replay buffer of the last round plus every recorded-but-untrained feedback."""
-    replay = copy.deepcopy(state.replay)
-    conds = dict(state.conds)
-    consumed = []
-    for p in profile.pending():
-        g = _cond_group(conds, p.cond)
-        n = len(p.ids)
-        replay.add(
-            p.latents.float(),
-            p.labels.float(),
-            torch.full((n,), p.round, dtype=torch.long),
-            [f"{p.request_id}:{cid}" for cid in p.ids],
-            {"group": torch.full((n,), g, dtype=torch.long)},
-        )
-        consumed.append(p.request_id)
-    return replay, conds, consumed
 
 
 def personalise(model, lora_sd: dict, settings: dict, profile: str, round_: int, strength=1.0):
