@@ -145,9 +145,20 @@ class RoundLoop:
         self._optimizer_state = optimizer_state
         self.round_seed = round_seed
         self.ref_is_base = ref_is_base
-        balance = getattr(settings, "balance", False)
-        self.weights = replay_weights(replay, getattr(settings, "diversity", False), balance)
-        self.dislike_scale = dislike_scale(replay.labels, balance)
+        self.weights = replay_weights(replay, settings.diversity, settings.balance)
+        self.dislike_scale = dislike_scale(replay.labels, settings.balance)
+        # Paired steps draw likes and dislikes separately: their weights, once per round.
+        likes, dislikes = replay.labels > 0, replay.labels < 0
+        self.paired = (
+            settings.paired
+            and settings.balance
+            and bool(likes.any())
+            and bool(dislikes.any())
+            and self.dislike_scale > 0
+        )
+        zero = torch.zeros_like(self.weights)
+        self._like_weights = torch.where(likes, self.weights, zero)
+        self._dislike_weights = torch.where(dislikes, self.weights, zero)
         self.losses: list[float] = []
         self.last_stats: dict = {}
         self.skipped_steps = 0
@@ -178,18 +189,10 @@ class RoundLoop:
         `share` map of `mc_timestep_batch`: half likes, half dislikes, the i-th disliked item
         noised like the i-th liked one (a same-noise contrast per pair)."""
         bs = self.settings.batch_size
-        labels = self.replay.labels
-        likes, dislikes = labels > 0, labels < 0
-        paired = getattr(self.settings, "paired", False) and getattr(
-            self.settings, "balance", False
-        )
-        if not (paired and bool(likes.any()) and bool(dislikes.any()) and self.dislike_scale > 0):
+        if not self.paired:
             return sample_indices(self.weights, bs, gen), None
-        half = max(1, bs // 2)
-        w_like = torch.where(likes, self.weights, torch.zeros_like(self.weights))
-        w_dis = torch.where(dislikes, self.weights, torch.zeros_like(self.weights))
-        a = sample_indices(w_like, half, gen)
-        b = sample_indices(w_dis, bs - len(a), gen)
+        a = sample_indices(self._like_weights, max(1, bs // 2), gen)
+        b = sample_indices(self._dislike_weights, bs - len(a), gen)
         share = torch.arange(len(a) + len(b))
         n = min(len(a), len(b))
         share[len(a) : len(a) + n] = torch.arange(n)
