@@ -95,7 +95,10 @@ async function submit() {
   try {
     const { status, data } = await post("/papa/feedback", { request_id: req.request_id, labels });
     if (status === 200) {
-      closeRequest(`Saved: ${countText(data.labels)}. ` +
+      // The round may already have failed while the labels were on their way (Fine-tune refuses
+      // fast): that news is the newer one, and it already says the labels were kept.
+      if (state.message === FAILED_ROUND) closeRequest(FAILED_ROUND);
+      else closeRequest(`Saved: ${countText(data.labels)}. ` +
         `In total ${countText(data.counts, ["like", "dislike"])}.`);
     } else if (status === 409) {
       closeRequest(`Not saved: ${data.error}`);
