@@ -47,7 +47,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    """Plain JSON only: NaN or infinity raise ValueError before anything is written."""
+    text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def append_line_durable(path: Path, line: str) -> None:
@@ -60,7 +62,8 @@ def append_lines_durable(path: Path, lines: list[str]) -> None:
     old size, so no torn line is left in the middle of it."""
     data = "".join(line.rstrip("\n") + "\n" for line in lines).encode()
     point(f"append:{Path(path).name}:begin")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o644)
     try:
         size = os.fstat(fd).st_size
         try:

@@ -18,8 +18,8 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,14 +35,27 @@ from .atomic import (
     append_line_durable,
     append_lines_durable,
     atomic_write,
+    atomic_write_bytes,
     atomic_write_json,
     fsync_dir,
 )
 from .faults import point
+from .lock import profile_lock
 from .names import ProfileError, validate_profile_name, validate_token
+from .schema import (
+    SchemaError,
+    check_history_row,
+    check_manifest,
+    check_pending_meta,
+    check_round_info,
+    finite_json,
+    finite_stats,
+)
 
 FORMAT = "comfy-papa-profile/1"
 ROUND_FILES = ("adapter", "optimizer", "replay", "conds")
+ROUND_NAME = re.compile(r"r([0-9]{4,9})")
+REASON_FILE = "REASON.txt"
 
 
 @dataclass
@@ -70,21 +83,14 @@ class PendingFeedback:
     meta: dict
 
 
-_locks: dict[Path, threading.RLock] = {}
-_locks_guard = threading.Lock()
-
-
-def _dir_lock(path: Path) -> threading.RLock:
-    """One lock per profile folder in this process: recovery on open must never take another
-    thread's live write (temp files, a half-appended request) for a crash's leftovers."""
-    key = Path(os.path.abspath(path))
-    with _locks_guard:
-        return _locks.setdefault(key, threading.RLock())
-
-
 def _locked(method: Callable) -> Callable:
+    """Hold the profile's lock (threads and processes) and start from the manifest on disk:
+    another process may have committed, rolled back or recorded since this object was opened."""
+
     def wrapper(self, *args, **kwargs):
-        with _dir_lock(self.dir):
+        with profile_lock(self.dir).hold(self.name):
+            self._refuse_symlinks()
+            self.manifest = self._read_manifest()
             return method(self, *args, **kwargs)
 
     wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
@@ -116,6 +122,10 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     # safetensors writes an unreadable header for empty tensors with metadata={}: pass None.
@@ -143,16 +153,21 @@ class Profile:
     @classmethod
     def open(cls, root: Path, name: str, create: bool = True) -> Profile:
         p = cls(root, name)
-        with _dir_lock(p.dir):
+        p._refuse_link(p.dir)
+        if not (p.dir / "manifest.json").exists():
+            if not create:
+                raise ProfileError(f"Profile {name!r} does not exist in {p.root}.")
+            p.dir.mkdir(parents=True, exist_ok=True)
+        with profile_lock(p.dir).hold(name):
             return p._open(create)
 
     def _open(self, create: bool) -> Profile:
         p, name = self, self.name
+        p._refuse_symlinks()
         manifest = p.dir / "manifest.json"
         if not manifest.exists():
             if not create:
                 raise ProfileError(f"Profile {name!r} does not exist in {p.root}.")
-            p.dir.mkdir(parents=True, exist_ok=True)
             p.manifest = {
                 "format": FORMAT,
                 "name": name,
@@ -171,48 +186,95 @@ class Profile:
     def _read_manifest(self) -> dict:
         path = self.dir / "manifest.json"
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            data = json.loads(path.read_bytes())
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
             raise ProfileError(
                 f"Profile {self.name!r}: {path} is unreadable or corrupted ({e}). Nothing was "
                 f"changed. The last complete round on disk is {self._last_round_on_disk()}; "
-                "restore manifest.json from a backup, or move the profile folder away and create "
-                "it again."
+                "restore manifest.json from a backup (round folders above the backup's round "
+                "are then moved to archive/, never deleted), or move the profile folder away and "
+                "create it again."
             ) from e
-        if not isinstance(data, dict) or data.get("format") != FORMAT or "round" not in data:
+        try:
+            return check_manifest(data, FORMAT)
+        except SchemaError as e:
             raise ProfileError(
-                f"Profile {self.name!r}: {path} is not a comfy-papa manifest ({FORMAT}). "
-                "Nothing was changed."
-            )
-        return data
+                f"Profile {self.name!r}: {path} is not a valid comfy-papa manifest ({FORMAT}): "
+                f"{e}. Nothing was changed. The last complete round on disk is "
+                f'{self._last_round_on_disk()}; correct that field ("round" is the current '
+                "round) or restore manifest.json from a backup; round folders above the "
+                "manifest's round are moved to archive/, never deleted."
+            ) from e
+
+    def _round_dirs(self) -> dict[int, Path]:
+        """Round folders by number: `rNNNN` folders only (a user's `r0001.bak` is left alone)."""
+        out = {}
+        if self._rounds_dir().is_dir():
+            for d in self._rounds_dir().iterdir():
+                m = ROUND_NAME.fullmatch(d.name)
+                if m and d.is_dir() and not d.is_symlink():
+                    out[int(m.group(1))] = d
+        return dict(sorted(out.items()))
 
     def _last_round_on_disk(self) -> int:
-        rounds = [int(d.name[1:]) for d in self._rounds_dir().glob("r[0-9]*") if d.is_dir()]
-        return max(rounds, default=0)
+        complete = [r for r, d in self._round_dirs().items() if (d / "round.json").exists()]
+        return max(complete, default=0)
 
     def _rounds_dir(self) -> Path:
         return self.dir / "rounds"
 
+    # ---- symbolic links --------------------------------------------------------------------
+    def _refuse_link(self, path: Path) -> None:
+        if path.is_symlink():
+            raise ProfileError(
+                f"Profile {self.name!r}: {path} is a symbolic link (to {os.readlink(path)}). A "
+                "profile's folders and files must be plain ones inside its folder, so that no "
+                "write or recovery lands elsewhere. Nothing was changed; replace the link with a "
+                "copy of what it points to, or move it out of the profile."
+            )
+
+    def _refuse_symlinks(self) -> None:
+        """Every entry of the profile folder, at any depth, is a plain file or folder."""
+        self._refuse_link(self.dir)
+        folders = [self.dir]
+        while folders:
+            with os.scandir(folders.pop()) as entries:
+                for e in entries:
+                    if e.is_symlink():
+                        self._refuse_link(Path(e.path))
+                    elif e.is_dir():
+                        folders.append(Path(e.path))
+
+    # ---- recovery --------------------------------------------------------------------------
     def _recover(self) -> None:
-        """Clean what a crash can leave: temp files, uncommitted rounds, consumed pending files,
-        and a torn last history line (never acknowledged, since acknowledgement follows fsync)."""
+        """Clean what a crash can leave: temp files, consumed pending files, a torn last history
+        line (never acknowledged, since acknowledgement follows fsync). Round folders above the
+        current round (a commit that crashed before its manifest, a rollback that crashed before
+        archiving them, or a manifest restored from an older backup) move to archive/ with a
+        reason file: a committed round is never deleted."""
         for tmp in list(self.dir.rglob(f"{TMP_PREFIX}*")):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
         current = self.round
-        # Rounds above the current one: a commit that crashed before its manifest (delete), or a
-        # rollback that crashed before archiving them (finish the move: nothing is deleted).
-        archive = self.manifest.get("rollback_archive")
-        for d in self._rounds_dir().glob("r[0-9]*"):
-            if d.is_dir() and int(d.name[1:]) > current:
-                dest = self.dir / "archive" / Path(str(archive)).name if archive else None
-                if dest is not None and not (dest / d.name).exists():
-                    dest.mkdir(parents=True, exist_ok=True)
-                    os.replace(d, dest / d.name)
-                else:
-                    shutil.rmtree(d)
+        above = [d for r, d in self._round_dirs().items() if r > current]
+        if above:
+            archive = self.manifest.get("rollback_archive")
+            if archive:  # finish an interrupted rollback's move
+                self._move_to_archive(above, self.dir / "archive" / archive)
+            else:
+                self._move_to_archive(
+                    above,
+                    self.dir / "archive" / f"recovered-{_stamp()}-above-r{current:04d}",
+                    f"These round folders were found above round {current}, the round that "
+                    f"manifest.json names, when profile {self.name!r} was opened: manifest.json "
+                    "was restored from an older backup or edited, or a round's commit was "
+                    "interrupted before its manifest was written. They were moved here, never "
+                    "deleted. To make one current again, move the profile's later rounds out of "
+                    'rounds/, move it back and set "round" in manifest.json to its number; or '
+                    "load its adapter.safetensors as a LoRA.",
+                )
         consumed = set(self.manifest.get("consumed_requests", []))
         for f in self._pending_dir().glob("*.safetensors"):
             if f.stem in consumed:
@@ -233,6 +295,21 @@ class Profile:
                 atomic_write(hist, lambda tmp: tmp.write_bytes(fixed))
         self._complete_history(consumed)
 
+    def _move_to_archive(self, folders: list[Path], dest: Path, reason: str | None = None) -> None:
+        """Move round folders into `dest` (a name already there gets a suffix); with a reason,
+        write it beside them. Nothing is deleted."""
+        dest.mkdir(parents=True, exist_ok=True)
+        if reason is not None:
+            atomic_write_bytes(dest / REASON_FILE, (reason + "\n").encode())
+        for d in folders:
+            target, i = dest / d.name, 1
+            while target.exists():
+                i += 1
+                target = dest / f"{d.name}-{i}"
+            os.replace(d, target)
+        fsync_dir(dest)
+        fsync_dir(self._rounds_dir())
+
     def _complete_history(self, consumed: set[str]) -> None:
         """A crash between saving a pending file and its last history line leaves the request
         half in the history: append its missing lines (the pending file is the commit point)."""
@@ -244,20 +321,18 @@ class Profile:
         if hist.exists():
             for line in hist.read_bytes().splitlines():
                 try:
-                    row = json.loads(line)
+                    row = check_history_row(json.loads(line))
                     have.add((row["request_id"], row["candidate"]))
-                except (ValueError, KeyError, TypeError):
+                except ValueError:  # JSONDecodeError, UnicodeDecodeError, SchemaError
                     return  # a corrupted history is reported by history(), never appended to
         for f in files:
             try:
-                tensors, meta = _load_tensors(f)
-                ids, rid, round_ = json.loads(meta["ids"]), meta["request_id"], int(meta["round"])
-                labels = tensors["labels"].tolist()
-            except (SafetensorError, OSError, KeyError, ValueError):
+                p = self._load_pending(f)
+            except ProfileError:
                 continue  # pending() reports the corrupted file
-            for cid, lab in zip(ids, labels, strict=False):
-                if (rid, cid) not in have:
-                    line = {"ts": f.stat().st_mtime, "request_id": rid, "round": round_}
+            for cid, lab in zip(p.ids, p.labels.tolist(), strict=True):
+                if (p.request_id, cid) not in have:
+                    line = {"ts": f.stat().st_mtime, "request_id": p.request_id, "round": p.round}
                     line.update(candidate=cid, label=float(lab), recovered=True)
                     append_line_durable(hist, json.dumps(line))
 
@@ -336,9 +411,9 @@ class Profile:
             line["label"] = float(lab)
             lines.append(json.dumps(line))
         try:
-            _save_tensors(pending, tensors, meta)
-            point("feedback:pending-saved")
             try:
+                _save_tensors(pending, tensors, meta)
+                point("feedback:pending-saved")
                 append_lines_durable(self.dir / "history.jsonl", lines)
             except BaseException:
                 pending.unlink(missing_ok=True)  # all or nothing: the answer can be retried
@@ -367,33 +442,42 @@ class Profile:
                 continue  # the loaders report corrupted files with their own message
         return None
 
+    def _load_pending(self, f: Path) -> PendingFeedback:
+        """One pending file, its checksum and metadata checked; ProfileError names the file."""
+        try:
+            tensors, meta = _load_tensors(f)
+            labels, latents = tensors["labels"], tensors["latents"]
+            if labels.dim() != 1 or latents.dim() < 2:
+                raise SchemaError(
+                    f"labels of shape {tuple(labels.shape)} and latents of shape "
+                    f"{tuple(latents.shape)}; expected one label and one latent per candidate"
+                )
+            info = check_pending_meta(meta, f.stem, labels.shape[0], latents.shape[0])
+            if "sha256" in meta and meta["sha256"] != _tensors_sha256(tensors):
+                raise ValueError("checksum mismatch")
+        except (SafetensorError, OSError, KeyError, ValueError) as e:  # SchemaError too
+            raise ProfileError(
+                f"Profile {self.name!r}: pending feedback file {f} is corrupted ({e}). "
+                "Nothing was changed; move the file away to continue without it."
+            ) from e
+        cond = {k[5:]: v for k, v in tensors.items() if k.startswith("cond.")}
+        return PendingFeedback(
+            info["request_id"], info["round"], info["ids"], labels, latents, cond, info["extra"]
+        )
+
     @_locked
     def pending(self) -> list[PendingFeedback]:
-        out = []
-        for f in sorted(self._pending_dir().glob("*.safetensors"), key=lambda p: p.stat().st_mtime):
-            try:
-                tensors, meta = _load_tensors(f)
-                ids = json.loads(meta["ids"])
-                if "sha256" in meta and meta["sha256"] != _tensors_sha256(tensors):
-                    raise ValueError("checksum mismatch")
-            except (SafetensorError, OSError, KeyError, ValueError) as e:
-                raise ProfileError(
-                    f"Profile {self.name!r}: pending feedback file {f} is corrupted ({e}). "
-                    "Nothing was changed; move the file away to continue without it."
-                ) from e
-            cond = {k[5:]: v for k, v in tensors.items() if k.startswith("cond.")}
-            out.append(
-                PendingFeedback(
-                    meta["request_id"],
-                    int(meta["round"]),
-                    ids,
-                    tensors["labels"],
-                    tensors["latents"],
-                    cond,
-                    json.loads(meta.get("extra", "{}")),
-                )
-            )
-        return out
+        files = sorted(self._pending_dir().glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
+        return [self._load_pending(f) for f in files]
+
+    @_locked
+    def recorded(self, request_id: str) -> dict[str, float]:
+        """The labels recorded for one request, by candidate id (empty: none recorded)."""
+        return {
+            row["candidate"]: row["label"]
+            for row in self.history()
+            if row["request_id"] == request_id
+        }
 
     @_locked
     def history(self) -> list[dict]:
@@ -403,8 +487,8 @@ class Profile:
         rows = []
         for i, line in enumerate(path.read_bytes().splitlines(), 1):
             try:
-                rows.append(json.loads(line))
-            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+                rows.append(check_history_row(json.loads(line)))
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, SchemaError
                 raise ProfileError(
                     f"Profile {self.name!r}: {path} line {i} is corrupted ({e}). Nothing was "
                     "changed; repair or remove that line."
@@ -423,8 +507,8 @@ class Profile:
             return RoundState(0)
         d = self.round_dir(r)
         try:
-            info = json.loads((d / "round.json").read_bytes())
-        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError
+            info = check_round_info(json.loads((d / "round.json").read_bytes()), r, ROUND_FILES)
+        except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, SchemaError
             raise ProfileError(
                 f"Profile {self.name!r}: {d / 'round.json'} is missing or corrupted ({e}). "
                 f"Nothing was changed; roll back to round {r - 1} with the PAPA Profile node."
@@ -464,6 +548,15 @@ class Profile:
     ) -> None:
         """Write round `state.round` (= current + 1) completely, then move the manifest to it."""
         r = state.round
+        try:
+            finite_json(settings, "settings")
+        except SchemaError as e:
+            raise ProfileError(
+                f"Profile {self.name!r}: round {r}'s settings are not plain finite numbers ({e}); "
+                f"it was not saved and the profile stays at round {self.round}. Set every "
+                "setting to a finite number (no NaN or inf) and queue again."
+            ) from e
+        stats = finite_stats(stats or {})
         bad = [
             k for k, v in state.adapter.items() if v.is_floating_point() and not v.isfinite().all()
         ]
@@ -511,8 +604,13 @@ class Profile:
             info = {"round": r, "sha256": sums, "settings": settings, "stats": stats or {}}
             atomic_write_json(tmp / "round.json", info)
             final = self.round_dir(r)
-            if final.exists():
-                shutil.rmtree(final)
+            if final.exists():  # recovery moved every stray round away; one appeared since
+                self._move_to_archive(
+                    [final],
+                    self.dir / "archive" / f"replaced-{_stamp()}-r{r:04d}",
+                    f"A folder {final.name} was in rounds/ when round {r} was committed; it was "
+                    "moved here, never deleted.",
+                )
             os.replace(tmp, final)
             point("commit:round-renamed")
             fsync_dir(self._rounds_dir())
@@ -549,8 +647,11 @@ class Profile:
         if r > 0:
             self.load_round(r)  # refuse to roll back onto a corrupted round
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        archive = self.dir / "archive" / f"rollback-{stamp}-from-r{self.round:04d}"
-        archive.mkdir(parents=True, exist_ok=True)
+        archive, i = self.dir / "archive" / f"rollback-{stamp}-from-r{self.round:04d}", 1
+        while archive.exists():
+            i += 1
+            archive = archive.with_name(f"rollback-{stamp}-from-r{self.round:04d}-{i}")
+        archive.mkdir(parents=True)
         manifest = dict(self.manifest)
         manifest["round"] = r
         manifest["updated"] = time.time()
@@ -561,8 +662,8 @@ class Profile:
         atomic_write_json(self.dir / "manifest.json", manifest)
         self.manifest = manifest
         point("rollback:manifest-written")
-        for d in sorted(self._rounds_dir().glob("r[0-9]*")):
-            if int(d.name[1:]) > r:
+        for n, d in self._round_dirs().items():
+            if n > r:
                 os.replace(d, archive / d.name)
                 point(f"rollback:archived-{d.name}")
 
