@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from PIL import Image
 from server import PromptServer
 
 from ..feedback import LABELS
+from ..profile.faults import point
 from ..profile.names import ProfileError
 from .conditioning import conditioning_to_tensors
 from .picker_registry import Answer, NotOpen, PendingRequest, PickerRegistry
@@ -137,7 +139,7 @@ def label_counts(labels: list[float]) -> dict[str, int]:
 
 
 def _record(req: PendingRequest, labels: list[float]) -> None:
-    """The durable write (fsync'd by the profile store); runs in a worker thread."""
+    """The durable write (fsync'd by the profile store)."""
     if req.profile is None:
         return
     cands = req.candidates
@@ -154,6 +156,41 @@ def _record(req: PendingRequest, labels: list[float]) -> None:
             "seeds": list(cands.seeds),
         },
     )
+
+
+def _was_recorded(req: PendingRequest, labels: list[float]) -> bool:
+    """Whether the profile holds exactly these labels for the request (a write that failed only
+    after its commit point, or a retry of it). Any error reading it: not recorded."""
+    if req.profile is None:
+        return False
+    try:
+        got = open_profile(req.profile, create=False).recorded(req.request_id)
+    except Exception:  # noqa: BLE001 - the caller reports the write's own error
+        return False
+    return got == dict(zip(req.candidates.ids, labels, strict=True))
+
+
+def record_answer(registry: PickerRegistry, req: PendingRequest, labels: list[float]) -> Answer:
+    """Write a claimed request's labels, then hand them to the node; runs in a worker thread.
+
+    Whatever fails, of whatever type, the request never stays 'being answered': labels that
+    reached the profile are answered, otherwise the request is released (open again: the artist
+    can answer again or cancel, and the picker's timeout runs) and the error propagates. The
+    state changes happen here, not in the route, so they happen even if the route is cancelled
+    (the client went away) while the write runs."""
+    try:
+        point("feedback:claimed")
+        _record(req, labels)
+        point("feedback:recorded")
+    except BaseException:
+        if not _was_recorded(req, labels):
+            registry.release(req)
+            raise
+    counts = dict(req.payload.get("counts") or {"like": 0, "dislike": 0})
+    this = label_counts(labels)
+    answer = Answer(labels, {k: counts.get(k, 0) + this[k] for k in ("like", "dislike")})
+    registry.answer(req, answer)
+    return answer
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -184,21 +221,25 @@ def add_routes(routes: web.RouteTableDef, registry: PickerRegistry) -> None:
         except NotOpen as e:
             return _error(409, str(e))
         try:
-            await asyncio.get_running_loop().run_in_executor(None, _record, req, labels)
+            answer = await asyncio.get_running_loop().run_in_executor(
+                None, record_answer, registry, req, labels
+            )
         except ProfileError as e:
-            registry.release(req)
             return _error(409, f"Profile {req.profile!r} refused the labels: {e}")
         except OSError as e:
-            registry.release(req)
             return _error(503, f"Could not write the labels to profile {req.profile!r}: {e}")
-        except BaseException:
-            registry.release(req)  # not left 'being answered' for ever
-            raise
-        counts = dict(req.payload.get("counts") or {"like": 0, "dislike": 0})
+        except Exception as e:  # noqa: BLE001 - any bug: a clear answer, the request stays open
+            logging.exception("PAPA: recording the labels of request %s failed", rid)
+            return _error(
+                500,
+                f"Could not record the labels of request {rid} ({type(e).__name__}: {e}). "
+                "Nothing was recorded and the request is still open: answer again, or cancel "
+                "it; the server log has the details.",
+            )
         this = label_counts(labels)
-        counts = {k: counts.get(k, 0) + this[k] for k in ("like", "dislike")}
-        registry.answer(req, Answer(labels, counts))
-        return web.json_response({"ok": True, "request_id": rid, "labels": this, "counts": counts})
+        return web.json_response(
+            {"ok": True, "request_id": rid, "labels": this, "counts": answer.counts}
+        )
 
     @routes.post("/papa/cancel")
     async def post_cancel(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from typing import Any
 
 FINISHED_KEPT = 1000
 POLL_S = 0.25
+ANSWER_GRACE_S = 300.0
 
 
 class PickerCancelled(Exception):
@@ -89,11 +90,14 @@ class PickerRegistry:
         timeout_s: float,
         check_interrupt: Callable[[], None] | None = None,
         poll_s: float = POLL_S,
+        answer_grace_s: float = ANSWER_GRACE_S,
     ) -> Answer | None:
         """Block until answered (Answer) or timed out (None, the request closed as "timeout");
         raises PickerCancelled when cancelled, and whatever `check_interrupt` raises (called
         every `poll_s`). timeout_s <= 0 waits forever. A request being answered at the deadline
-        is waited for: its labels are already being written."""
+        is waited for (its labels are already being written), but never more than
+        `answer_grace_s` past it: the timeout always fires, and labels written later are
+        recorded all the same (the next round trains on them)."""
         deadline = time.monotonic() + timeout_s if timeout_s > 0 else None
         while True:
             try:
@@ -102,8 +106,12 @@ class PickerRegistry:
                 pass
             if check_interrupt is not None:
                 check_interrupt()
-            if deadline is not None and time.monotonic() > deadline and self.close(req, "timeout"):
-                return None
+            if deadline is not None and time.monotonic() > deadline:
+                if self.close(req, "timeout"):
+                    return None
+                if time.monotonic() > deadline + answer_grace_s:  # a write that never ends
+                    self.finish(req, "timeout")
+                    return None
 
     def close(self, req: PendingRequest, reason: str) -> bool:
         """Close a request unless an answer is being written (False: the caller waits on)."""
