@@ -339,8 +339,14 @@ class PapaSession:
         alphas = {name: self.adapter.alpha for name in self.adapter.names}
         return peft_to_kohya(peft_sd, alphas)
 
-    def export_lora(self, path: str | Path, format: str = "kohya") -> Path:
-        """Write the current round's adapter to `path` (safetensors) with provenance metadata."""
+    def export_lora(self, path: str | Path, format: str = "kohya", overwrite: bool = False) -> Path:
+        """Write the current round's adapter to `path` (safetensors) with provenance metadata.
+        An existing file at `path` is replaced only with `overwrite=True`."""
+        if Path(path).exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} exists already; nothing was written. Choose another path, or pass "
+                "overwrite=True to replace it."
+            )
         if self.profile.round == 0:
             raise ProfileError(
                 f"Profile {self.profile.name!r} has no trained round yet; call finetune() first."

@@ -25,17 +25,25 @@ class ExportLoRA(io.ComfyNode):
                 io.String.Input(
                     "filename",
                     default="papa_",
-                    tooltip="File name in models/loras (the profile name and round are appended; "
-                    "letters, digits, '_', '-', '.').",
+                    tooltip="File name prefix in models/loras (the profile name, the round and 8 "
+                    "characters of the adapter's checksum are appended, so that a round after a "
+                    "reset gets a new name; letters, digits, '_', '-', '.').",
+                ),
+                io.Boolean.Input(
+                    "overwrite",
+                    default=False,
+                    optional=True,
+                    tooltip="Replace an existing file of the same name. Off: an existing file "
+                    "that is not this very export is kept and the node stops with an error.",
                 ),
             ],
             outputs=[io.String.Output("lora_name", tooltip="Name to pick in LoraLoader.")],
         )
 
     @classmethod
-    def execute(cls, profile, filename) -> io.NodeOutput:
+    def execute(cls, profile, filename, overwrite=False) -> io.NodeOutput:
         validate_file_stem(filename.rstrip("_-.") or "x")
         p = profile.open()
         root = folder_paths.get_folder_paths("loras")[0]
-        name = export_lora(p, root, f"{filename}{p.name}_r{p.round:04d}")
+        name = export_lora(p, root, filename, overwrite=overwrite)
         return io.NodeOutput(name, ui={"text": [json.dumps({"lora": name})]})

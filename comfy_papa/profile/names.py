@@ -6,6 +6,7 @@ import re
 
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_FILE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
 
 
@@ -32,8 +33,12 @@ def validate_profile_name(name: object) -> str:
     return name
 
 
-def validate_file_stem(stem: object) -> str:
-    """A file name (without extension) for models/loras: the same rules as profile names."""
+def validate_file_stem(stem: object, max_len: int = 64) -> str:
+    """A file name (without extension) for models/loras: the same rules as profile names, up to
+    `max_len` characters (a composed export name, prefix + profile + round + id, takes more)."""
+    long_ok = isinstance(stem, str) and 64 < len(stem) <= max_len and _FILE_STEM.fullmatch(stem)
+    if long_ok and ".." not in stem and not stem.endswith("."):
+        return stem
     try:
         return validate_profile_name(stem)
     except ProfileError as e:

@@ -7,6 +7,7 @@ profile folder (a snapshot of the server's base directory before and after).
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
@@ -96,7 +97,7 @@ def test_unsafe_export_file_names_are_refused(comfy, trained):
     allowed = ("models/papa_profiles", "models/loras")
     assert changed_outside(before, snapshot(comfy.base), allowed) == []
     for f in set(loras.rglob("*")) - existing:
-        assert f.parent == loras and f.name.endswith("_r0001.safetensors"), f
+        assert f.parent == loras and re.fullmatch(r".*_r0001_[0-9a-f]{8}\.safetensors", f.name), f
 
 
 def test_candidates_of_another_size_are_refused_and_the_profile_trains_on(
