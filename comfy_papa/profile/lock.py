@@ -6,7 +6,8 @@ that recovery never takes another process's live commit for a crash's leftovers 
 never race. Threads of one process wait on an RLock (re-entrant: a locked method may call
 another); processes on an advisory lock of `<profile>/.lock` (`fcntl.flock`, or `msvcrt.locking`
 on Windows), taken by the outermost holder of the process. The kernel drops a dead process's lock,
-so a crash never leaves a profile locked. The lock file holds the holder's pid, for the message.
+so a crash never leaves a profile locked. The lock file stays empty: reading a profile writes
+nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +50,21 @@ def _unlock(fd: int) -> None:
     else:
         os.lseek(fd, 0, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+
+def _holder(fd: int) -> str:
+    """' (pid N)' of the process holding the lock on fd's file, where the system says (Linux's
+    /proc/locks); '' elsewhere."""
+    try:
+        inode = os.fstat(fd).st_ino
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                if "->" not in parts and len(parts) > 5 and parts[5].endswith(f":{inode}"):
+                    return f" (pid {parts[4]})"
+    except (OSError, IndexError):
+        pass
+    return ""
 
 
 class ProfileLock:
@@ -96,13 +112,8 @@ class ProfileLock:
         try:
             while not _try_lock(fd):
                 if time.monotonic() > deadline:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-                    raise self._busy(name, f"another process (pid {holder})", timeout_s)
+                    raise self._busy(name, f"another process{_holder(fd)}", timeout_s)
                 time.sleep(POLL_S)
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, f"{os.getpid()}\n".encode())
         except BaseException:
             os.close(fd)
             raise

@@ -36,11 +36,10 @@ def _make(tmp_path, rounds: int) -> Profile:
 
 
 def _files(p: Profile) -> dict[str, bytes | None]:
-    """Every file's bytes and every folder, by path inside the profile (the lock file aside)."""
+    """Every file's bytes and every folder, by path inside the profile."""
     return {
         str(f.relative_to(p.dir)): (f.read_bytes() if f.is_file() else None)
         for f in sorted(p.dir.rglob("*"))
-        if f.name != ".lock"
     }
 
 

@@ -23,7 +23,6 @@ def _tree(path) -> dict:
     return {
         str(f.relative_to(path)): f.read_bytes() if f.is_file() else None
         for f in sorted(path.rglob("*"))
-        if f.name != ".lock"
     }
 
 
