@@ -126,8 +126,17 @@ def check_round_info(data: Any, round_: int, kinds: tuple[str, ...]) -> dict:
     if count(data.get("round"), "round") != round_:
         raise _fail("round", data.get("round"), f"{round_} (the folder's round)")
     sums = mapping(data.get("sha256"), "sha256")
+    dropped = data.get("optimizer") == "dropped"
+    if "optimizer" in data and not dropped:
+        raise _fail("optimizer", data["optimizer"], '"dropped" or no such field')
     for kind in kinds:
-        text(sums.get(kind), f"sha256.{kind}", SHA256)
+        if not (kind == "optimizer" and dropped):
+            text(sums.get(kind), f"sha256.{kind}", SHA256)
+    replay = mapping(data.get("replay", {}), "replay")
+    if "rows" in replay:
+        count(replay["rows"], "replay.rows")
+    if "from" in replay and not (is_int(replay["from"]) and 1 <= replay["from"] < round_):
+        raise _fail("replay.from", replay["from"], f"a round from 1 to {round_ - 1}")
     finite_json(mapping(data.get("settings", {}), "settings"), "settings")
     mapping(data.get("stats", {}), "stats")
     return data

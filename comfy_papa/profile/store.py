@@ -55,6 +55,7 @@ from .schema import (
 FORMAT = "comfy-papa-profile/1"
 ROUND_FILES = ("adapter", "optimizer", "replay", "conds")
 ROUND_NAME = re.compile(r"r([0-9]{4,9})")
+DROPPED = "dropped"
 REASON_FILE = "REASON.txt"
 
 
@@ -275,6 +276,7 @@ class Profile:
                     'rounds/, move it back and set "round" in manifest.json to its number; or '
                     "load its adapter.safetensors as a LoRA.",
                 )
+        self._drop_optimizers(below=current, finish_only=True)
         consumed = set(self.manifest.get("consumed_requests", []))
         for f in self._pending_dir().glob("*.safetensors"):
             if f.stem in consumed:
@@ -431,7 +433,13 @@ class Profile:
         """Per-candidate latent shape of what the profile already holds (None when empty)."""
         from safetensors import safe_open
 
-        files = [self.round_dir(self.round) / "replay.safetensors"] if self.round else []
+        files, r = [], self.round
+        while r and len(files) < 1000:  # the current round's replay and the rounds it extends
+            files.append(self.round_dir(r) / "replay.safetensors")
+            try:
+                r = json.loads((self.round_dir(r) / "round.json").read_bytes())["replay"]["from"]
+            except (OSError, ValueError, KeyError, TypeError):
+                break
         files += sorted(self._pending_dir().glob("*.safetensors"))
         for f in files:
             try:
@@ -501,41 +509,131 @@ class Profile:
 
     @_locked
     def load_round(self, r: int | None = None) -> RoundState:
-        """The committed state of round r (default: current); round 0 is the empty start."""
+        """The committed state of round r (default: current); round 0 is the empty start. A
+        round whose optimizer state was dropped (every round but the newest) gives an empty
+        one: training from it restarts the optimizer's moments."""
         r = self.round if r is None else r
         if r == 0:
             return RoundState(0)
+        info = self._round_info(r)
+        adapter, adapter_meta = self._round_file(r, info, "adapter")
+        conds, _ = self._round_file(r, info, "conds")
+        optimizer, optimizer_meta = {}, {}
+        if info.get("optimizer") != DROPPED:
+            optimizer, optimizer_meta = self._round_file(r, info, "optimizer")
+        return RoundState(
+            r,
+            adapter=adapter,
+            adapter_meta=adapter_meta,
+            optimizer=optimizer,
+            optimizer_meta=optimizer_meta,
+            replay=self._load_replay(r, info),
+            conds=conds,
+            info=info,
+        )
+
+    def _round_info(self, r: int) -> dict:
         d = self.round_dir(r)
         try:
-            info = check_round_info(json.loads((d / "round.json").read_bytes()), r, ROUND_FILES)
+            return check_round_info(json.loads((d / "round.json").read_bytes()), r, ROUND_FILES)
         except (OSError, ValueError) as e:  # JSONDecodeError, UnicodeDecodeError, SchemaError
             raise ProfileError(
                 f"Profile {self.name!r}: {d / 'round.json'} is missing or corrupted ({e}). "
                 f"Nothing was changed; roll back to round {r - 1} with the PAPA Profile node."
             ) from e
-        loaded = {}
-        for kind in ROUND_FILES:
-            path = d / f"{kind}.safetensors"
+
+    def _round_file(self, r: int, info: dict, kind: str) -> tuple[dict, dict]:
+        path = self.round_dir(r) / f"{kind}.safetensors"
+        try:
+            if _sha256(path) != info["sha256"][kind]:
+                raise ValueError("checksum mismatch")
+            return _load_tensors(path)
+        except (OSError, ValueError, KeyError, SafetensorError) as e:
+            raise ProfileError(
+                f"Profile {self.name!r}: {path} is corrupted ({e}). Nothing was changed; "
+                f"roll back to round {r - 1} with the PAPA Profile node's rollback option."
+            ) from e
+
+    def _load_replay(self, r: int, info: dict) -> ReplayBuffer:
+        """Round r's replay buffer. Older rounds store it whole; a round committed since stores
+        only the rows it added to round `replay.from`'s (the buffer only ever grows), so the
+        replay costs its size once on disk, not once per round."""
+        chain, n, rows = [], r, info.get("replay", {}).get("rows")
+        while True:
             try:
-                if _sha256(path) != info["sha256"][kind]:
-                    raise ValueError("checksum mismatch")
-                loaded[kind] = _load_tensors(path)
-            except (OSError, ValueError, KeyError, SafetensorError) as e:
+                chain.append(ReplayBuffer.from_safetensors(*self._round_file(n, info, "replay")))
+            except ValueError as e:  # not a replay file (ProfileError is reported as it is)
+                if isinstance(e, ProfileError):
+                    raise
                 raise ProfileError(
-                    f"Profile {self.name!r}: {path} is corrupted ({e}). Nothing was changed; "
-                    f"roll back to round {r - 1} with the PAPA Profile node's rollback option."
+                    f"Profile {self.name!r}: {self.round_dir(n) / 'replay.safetensors'} is not a "
+                    f"replay file ({e}). Nothing was changed; roll back to round {n - 1}."
                 ) from e
-        replay = ReplayBuffer.from_safetensors(*loaded["replay"])
-        return RoundState(
-            r,
-            adapter=loaded["adapter"][0],
-            adapter_meta=loaded["adapter"][1],
-            optimizer=loaded["optimizer"][0],
-            optimizer_meta=loaded["optimizer"][1],
-            replay=replay,
-            conds=loaded["conds"][0],
-            info=info,
-        )
+            base = info.get("replay", {}).get("from")
+            if base is None:
+                break
+            n, info = base, self._round_info(base)
+        replay = chain.pop()
+        for delta in reversed(chain):
+            if len(delta):
+                replay.add(delta.latents, delta.labels, delta.rounds, delta.ids, delta.cond)
+        if rows is not None and len(replay) != rows:
+            raise ProfileError(
+                f"Profile {self.name!r}: the replay of round {r} has {len(replay)} rows, its "
+                f"round.json says {rows} (a round it builds on was replaced by hand?). Nothing "
+                f"was changed; roll back to round {r - 1}."
+            )
+        return replay
+
+    def _replay_ids(self, r: int) -> list[str] | None:
+        """The candidate ids of round r's replay, from the files' metadata (None: unreadable)."""
+        from safetensors import safe_open
+
+        ids: list[str] = []
+        try:
+            while r:
+                with safe_open(str(self.round_dir(r) / "replay.safetensors"), framework="pt") as f:
+                    ids = json.loads((f.metadata() or {})["ids"]) + ids
+                info = json.loads((self.round_dir(r) / "round.json").read_bytes())
+                r = info.get("replay", {}).get("from") or 0
+        except (SafetensorError, OSError, ValueError, KeyError, AttributeError):
+            return None
+        return ids
+
+    def _replay_to_store(self, replay: ReplayBuffer) -> tuple[ReplayBuffer, dict]:
+        """What a new round stores of its replay: the rows added to the current round's (when it
+        extends it, as every backend's round does), else the whole buffer; and round.json's
+        `replay` entry."""
+        entry = {"rows": len(replay)}
+        prev = self._replay_ids(self.round) if self.round else None
+        if prev is None or replay.ids[: len(prev)] != prev:
+            return replay, entry
+        n, delta = len(prev), ReplayBuffer()
+        if len(replay) > n:
+            rows = replay.latents[n:], replay.labels[n:], replay.rounds[n:], replay.ids[n:]
+            delta.add(*rows, {k: v[n:] for k, v in replay.cond.items()})
+        return delta, {**entry, "from": self.round}
+
+    def _drop_optimizers(self, below: int, finish_only: bool = False) -> None:
+        """Optimizer state is kept for the newest round only (it is twice the adapter's size):
+        an older round's round.json records the drop first, then its file goes. With
+        `finish_only`, only finish drops a crash interrupted. A round whose round.json does not
+        read is left as it is (loading it reports it)."""
+        for n, d in self._round_dirs().items():
+            if n >= below:
+                continue
+            try:
+                info = check_round_info(json.loads((d / "round.json").read_bytes()), n, ROUND_FILES)
+            except (OSError, ValueError):
+                continue
+            if info.get("optimizer") != DROPPED:
+                if finish_only:
+                    continue
+                info["optimizer"] = DROPPED
+                info["sha256"].pop("optimizer", None)
+                atomic_write_json(d / "round.json", info)
+                point(f"commit:optimizer-dropped-{d.name}")
+            (d / "optimizer.safetensors").unlink(missing_ok=True)
 
     @_locked
     def commit_round(
@@ -589,7 +687,8 @@ class Profile:
         tmp.mkdir()
         point("commit:tmpdir-created")
         try:
-            replay_t, replay_meta = state.replay.to_safetensors()
+            replay, replay_entry = self._replay_to_store(state.replay)
+            replay_t, replay_meta = replay.to_safetensors()
             parts = {
                 "adapter": (state.adapter, state.adapter_meta),
                 "optimizer": (state.optimizer, state.optimizer_meta),
@@ -602,6 +701,7 @@ class Profile:
                 _save_tensors(path, tensors, {k: str(v) for k, v in meta.items()})
                 sums[kind] = _sha256(path)
             info = {"round": r, "sha256": sums, "settings": settings, "stats": stats or {}}
+            info["replay"] = replay_entry
             atomic_write_json(tmp / "round.json", info)
             final = self.round_dir(r)
             if final.exists():  # recovery moved every stray round away; one appeared since
@@ -634,6 +734,7 @@ class Profile:
         for i, rid in enumerate(consumed_requests):
             (self._pending_dir() / f"{rid}.safetensors").unlink(missing_ok=True)
             point(f"commit:pending-removed-{i}")
+        self._drop_optimizers(below=r)
 
     @_locked
     def rollback(self, r: int) -> None:
