@@ -207,6 +207,14 @@ class Profile:
                 "manifest's round are moved to archive/, never deleted."
             ) from e
 
+    def _write_manifest(self, manifest: dict) -> None:
+        """Write the manifest (the commit point). Statistics of rounds committed before NaN
+        was refused are stored as null: a file is never written with NaN in it."""
+        manifest["rounds"] = [
+            {**x, "stats": finite_stats(x.get("stats", {}))} for x in manifest.get("rounds", [])
+        ]
+        atomic_write_json(self.dir / "manifest.json", manifest)
+
     def _round_dirs(self) -> dict[int, Path]:
         """Round folders by number: `rNNNN` folders only (a user's `r0001.bak` is left alone)."""
         out = {}
@@ -595,7 +603,10 @@ class Profile:
                 with safe_open(str(self.round_dir(r) / "replay.safetensors"), framework="pt") as f:
                     ids = json.loads((f.metadata() or {})["ids"]) + ids
                 info = json.loads((self.round_dir(r) / "round.json").read_bytes())
-                r = info.get("replay", {}).get("from") or 0
+                base = info.get("replay", {}).get("from") or 0
+                if not (isinstance(base, int) and 0 <= base < r):
+                    return None
+                r = base
         except (SafetensorError, OSError, ValueError, KeyError, AttributeError):
             return None
         return ids
@@ -626,14 +637,18 @@ class Profile:
                 info = check_round_info(json.loads((d / "round.json").read_bytes()), n, ROUND_FILES)
             except (OSError, ValueError):
                 continue
-            if info.get("optimizer") != DROPPED:
-                if finish_only:
-                    continue
-                info["optimizer"] = DROPPED
-                info["sha256"].pop("optimizer", None)
-                atomic_write_json(d / "round.json", info)
-                point(f"commit:optimizer-dropped-{d.name}")
-            (d / "optimizer.safetensors").unlink(missing_ok=True)
+            try:  # housekeeping after the commit point: a failure must not fail the commit
+                if info.get("optimizer") != DROPPED:
+                    if finish_only:
+                        continue
+                    info["optimizer"] = DROPPED
+                    info["sha256"].pop("optimizer", None)
+                    info["stats"] = finite_stats(info.get("stats", {}))
+                    atomic_write_json(d / "round.json", info)
+                    point(f"commit:optimizer-dropped-{d.name}")
+                (d / "optimizer.safetensors").unlink(missing_ok=True)
+            except (OSError, ValueError):
+                continue  # the next commit tries again
 
     @_locked
     def commit_round(
@@ -728,7 +743,7 @@ class Profile:
         manifest["label_counts"] = state.replay.label_counts()
         manifest["rounds"] = [*manifest.get("rounds", []), {"round": r, "stats": stats or {}}]
         manifest.pop("rollback_archive", None)
-        atomic_write_json(self.dir / "manifest.json", manifest)
+        self._write_manifest(manifest)
         self.manifest = manifest
         point("commit:manifest-written")
         for i, rid in enumerate(consumed_requests):
@@ -760,7 +775,7 @@ class Profile:
         manifest["rollback_archive"] = archive.name  # recovery finishes an interrupted move
         if r == 0:
             manifest["base_fingerprint"] = None
-        atomic_write_json(self.dir / "manifest.json", manifest)
+        self._write_manifest(manifest)
         self.manifest = manifest
         point("rollback:manifest-written")
         for n, d in self._round_dirs().items():
@@ -775,7 +790,7 @@ class Profile:
             return
         manifest = dict(self.manifest)
         manifest["node_requests"] = requests
-        atomic_write_json(self.dir / "manifest.json", manifest)
+        self._write_manifest(manifest)
         self.manifest = manifest
 
     def reset(self) -> None:

@@ -244,3 +244,26 @@ def test_non_finite_statistics_are_stored_as_null(tmp_path):
         "loss_first": None,
         "drift": 0.5,
     }
+
+
+def test_a_profile_with_nan_statistics_from_before_still_commits_and_rolls_back(tmp_path):
+    """Older versions wrote NaN statistics into manifest.json and round.json: the profile opens,
+    commits (dropping an older round's optimizer rewrites its round.json) and rolls back, and
+    every file it writes is plain JSON again."""
+    p = _make(tmp_path, 2)
+    path = p.dir / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["rounds"][0]["stats"] = {"drift": math.nan, "loss_first": 0.5}
+    path.write_text(json.dumps(manifest))
+    info_path = p.round_dir(2) / "round.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "stats": {"x": math.nan}}))
+    q = Profile.open(tmp_path, "artist", create=False)
+    state, consumed = next_round(q)
+    q.commit_round(state, "fp", {"method": "PAPA"}, consumed)
+    assert json.loads(info_path.read_text())["optimizer"] == "dropped"
+    assert "NaN" not in info_path.read_text() and "NaN" not in path.read_text()
+    q.rollback(1)
+    q.set_node_requests({"reset": False, "rollback": 1})
+    assert "NaN" not in path.read_text()
+    assert Profile.open(tmp_path, "artist").manifest["rounds"][0]["stats"]["drift"] is None
