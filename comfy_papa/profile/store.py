@@ -6,10 +6,18 @@ Layout of `<root>/<name>/`:
 - `history.jsonl`: every label, appended and fsynced the moment it arrives (one JSON per line).
 - `pending/<request_id>.safetensors`: labelled candidates not yet trained on (latents, labels,
   conditioning), written when the labels arrive so that a crash during training loses nothing.
-- `rounds/rNNNN/`: adapter, optimizer and replay-buffer safetensors of round N plus `round.json`
-  with their sha256 checksums. Rolled-back rounds move to `archive/`; nothing is deleted.
+- `rounds/rNNNN/`: adapter, optimizer, replay and conditioning safetensors of round N plus
+  `round.json` with their sha256 checksums. The replay file holds only the rows round N added to
+  the round it extends (`round.json` "replay": {"rows", "from"}); only the newest round keeps its
+  optimizer state (older ones: "optimizer": "dropped"). So a profile grows by a constant amount
+  per round.
+- `archive/`: rolled-back rounds, and round folders recovery found above the manifest's round
+  (with a `REASON.txt`). A committed round is never deleted.
+- `.lock`: the profile's lock file (profile/lock.py): every write and recovery holds it, across
+  threads and processes.
 
-Only safetensors and JSON are ever read from disk.
+Only safetensors and JSON are ever read from disk, every JSON field is type-checked
+(profile/schema.py), and no symbolic link inside a profile is followed.
 """
 
 from __future__ import annotations
