@@ -12,6 +12,8 @@ nothing.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import threading
 import time
@@ -32,24 +34,32 @@ TIMEOUT_S = float(os.environ.get("COMFY_PAPA_LOCK_TIMEOUT", "120"))
 POLL_S = 0.02
 
 
-def _try_lock(fd: int) -> bool:
+HELD = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES, errno.EDEADLK}
+
+
+def _try_lock(fd: int) -> bool | None:
+    """True: locked; False: another process holds it; None: the file system has no locks (some
+    network shares), so only this process's threads are kept apart."""
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         else:
             os.lseek(fd, 0, os.SEEK_SET)
             msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:
-        return False
+    except OSError as e:
+        return False if e.errno in HELD else None
     return True
 
 
 def _unlock(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    else:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        else:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+    except OSError:
+        pass  # never locked (no locks on this file system); closing the file releases it anyway
 
 
 def _holder(fd: int) -> str:
@@ -75,6 +85,7 @@ class ProfileLock:
         self._thread = threading.RLock()
         self._depth = 0
         self._fd: int | None = None
+        self._warned = False
 
     @contextmanager
     def hold(self, name: str, timeout_s: float | None = None) -> Iterator[None]:
@@ -101,16 +112,31 @@ class ProfileLock:
 
     def _acquire_file(self, name: str, deadline: float, timeout_s: float) -> int:
         path = self.folder / LOCK_FILE
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        nofollow = getattr(os, "O_NOFOLLOW", 0)
         try:
-            fd = os.open(path, flags, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | nofollow, 0o644)
         except OSError as e:
-            raise ProfileError(
-                f"Profile {name!r}: cannot open its lock file {path} ({e}). Nothing was changed; "
-                "check that the folder is writable and that the lock file is a plain file."
-            ) from e
+            try:  # a read-only profile folder: an existing lock file still locks
+                fd = os.open(path, os.O_RDONLY | nofollow)
+            except OSError:
+                raise ProfileError(
+                    f"Profile {name!r}: cannot open its lock file {path} ({e}). Nothing was "
+                    "changed; check that the folder is writable and that the lock file is a "
+                    "plain file."
+                ) from e
         try:
-            while not _try_lock(fd):
+            while True:
+                got = _try_lock(fd)
+                if got is None and not self._warned:
+                    self._warned = True
+                    logging.warning(
+                        "comfy-papa: %s has no file locks; profile %r is protected from this "
+                        "process's other threads only, not from other processes.",
+                        path,
+                        name,
+                    )
+                if got is not False:
+                    break
                 if time.monotonic() > deadline:
                     raise self._busy(name, f"another process{_holder(fd)}", timeout_s)
                 time.sleep(POLL_S)
