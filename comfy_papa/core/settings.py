@@ -35,8 +35,8 @@ class FinetuneSettings:
     alpha: float = 8.0
     c_pref: float = 1.0
     c_sim: float = 0.1
-    dislike_weight: float = 0.5
-    dislike_cap: float = 1.1
+    dislike_weight: float = 1.0
+    dislike_cap: float = 2.0
     batch_size: int = 8
     timesteps_per_sample: int = 2
     seed: int = 0
@@ -49,7 +49,7 @@ class FinetuneSettings:
     diversity: bool = True
     balance: bool = True
     paired: bool = True
-    dislike_from: float = 0.0
+    dislike_from: float = 0.3
 
     def papa_config(self) -> PapaConfig:
         if self.method not in METHODS:

@@ -68,11 +68,11 @@ def test_replay_weights_skip_nothing_labelled_and_keep_or_balance_group_shares()
         assert len(set(idx.tolist())) == 4 and all(r.labels[i] != 0 for i in idx)
 
 
-def test_dislikes_never_outweigh_likes():
+def test_dislikes_train_only_once_there_is_a_like_and_do_not_fade_as_likes_grow():
     assert dislike_scale(torch.tensor([-1.0, -1.0, 0.0])) == 0.0
     assert dislike_scale(torch.tensor([1.0, -1.0, -1.0, -1.0])) == 1.0
-    assert dislike_scale(torch.tensor([1.0, 1.0, 1.0, -1.0])) == 1 / 3
-    assert dislike_scale(torch.tensor([1.0])) == 0.0
+    assert dislike_scale(torch.tensor([1.0, 1.0, 1.0, -1.0])) == 1.0
+    assert dislike_scale(torch.tensor([1.0] * 40 + [-1.0])) == 1.0
     assert dislike_scale(torch.tensor([1.0, -1.0]), balance=False) == 1.0
     assert dislike_scale(torch.tensor([-1.0, -1.0]), balance=False) == 0.0
 
