@@ -2,16 +2,19 @@
 
 The digits demo model, the real nodes in the real server, and a synthetic oracle that likes
 samples brighter (more ink) than the base model's median and inside the range of the base
-model's own samples. The margin is chosen from bench/learning_margin.py (BENCHMARKS.md): on the
-retrained demo model both methods gained 0.41-0.47 on each of 3 seeds (PAPA 0.53/0.56/0.59 ->
-1.00; EPAPA -> 0.94/1.00/1.00); the test asserts 0.3 on seed 0.
+model's own samples. The margin was chosen from bench/learning_margin.py (BENCHMARKS.md): with the
+earlier defaults both methods gained 0.41-0.47 on each of 3 seeds (PAPA 0.53/0.56/0.59 -> 1.00;
+EPAPA -> 0.94/1.00/1.00). With the fourth session's dislike settings (dislikes only at the
+noisier 70% of the schedule, weight 1, cap 2) PAPA on seed 0 goes 0.53 -> 0.75 here: "more ink" is
+partly drawn at the clean steps where dislikes no longer act (dislikes from 0.15 reach the old
+margin here but lose 0.1-0.2 on the digit preferences, BENCHMARKS.md). The test asserts 0.2.
 """
 
 import pytest
 
 from harness.oracle_loop import DIGITS_FINETUNE, Source, run_loop
 
-MARGIN = 0.3
+MARGIN = 0.2
 
 
 @pytest.mark.slow
@@ -25,14 +28,15 @@ def test_five_oracle_rounds_raise_the_liked_fraction_well_above_the_base(comfy, 
 
 
 # The digit oracle (the paper's simulated user: likes 1, 4, 7 and 9) with the node's defaults:
-# the liked fraction must rise and the preferred digits must stay balanced (no collapse onto one
-# digit). Measured on this loop (8 sampling steps, seed 0; CPU runs are deterministic): liked
-# 0.19 (32 samples) -> 0.41 (64 samples) after 50 labels, preferred-class entropy 0.69 -> 0.91;
-# the test asserts under half that gain and an entropy floor under the measured one. Benchmark
-# numbers for the same defaults: BENCHMARKS.md.
+# the liked fraction must rise and the preferred digits must not collapse onto one or two digits.
+# Measured on this loop (8 sampling steps, seed 0; CPU runs are deterministic) with the fourth
+# session's dislike settings: liked 0.19 -> 0.53 (32 samples) after 50 labels, preferred-class
+# entropy 0.75 (the earlier defaults: 0.41, entropy 0.91 - slower, more even; BENCHMARKS.md
+# shows the same trade-off over 3 seeds). The test asserts under a third of that gain and an
+# entropy floor that two digits alone (<= 0.5) or one digit (0) cannot reach.
 DIGITS_ROUNDS = 5
 DIGITS_MARGIN = 0.1
-DIGITS_MIN_ENTROPY = 0.75
+DIGITS_MIN_ENTROPY = 0.65
 
 
 @pytest.mark.slow
