@@ -71,6 +71,15 @@ function countText(c, kinds = ["like", "dislike", "skip"]) {
   return kinds.map((k) => `${c[k] ?? 0} ${WORD[k]}`).join(" \u00b7 ");
 }
 
+// " · about 4 s left": the round's pace so far (server seconds since the round started, per
+// finished step) times the steps still to go; nothing before the first step or after the last.
+function timeLeft(p) {
+  if (typeof p.elapsed !== "number" || !(p.step > 0) || p.step >= p.steps) return "";
+  const s = (p.elapsed / p.step) * (p.steps - p.step);
+  const words = s < 90 ? `${Math.max(1, Math.round(s))} s` : `${Math.round(s / 60)} min`;
+  return ` \u00b7 about ${words} left`;
+}
+
 // ---- server calls -------------------------------------------------------------------------
 async function post(path, body) {
   const res = await api.fetchApi(path, {
@@ -298,7 +307,11 @@ class Gallery {
     bar.value = p.step;
     const loss = typeof p.loss === "number" ? ` \u00b7 loss ${p.loss.toFixed(4)}` : "";
     const who = p.profile ? ` ${p.profile}` : "";
-    box.append(bar, el("span", "papa-progress-text", `Fine-tuning${who}: step ${p.step}/${p.steps}${loss}`));
+    const left = timeLeft(p);
+    box.append(
+      bar,
+      el("span", "papa-progress-text", `Fine-tuning${who}: step ${p.step}/${p.steps}${left}${loss}`),
+    );
     return box;
   }
 }

@@ -1,5 +1,7 @@
 """PAPA Fine-tune: one training round on the feedback, MODEL in, personalised MODEL out."""
 
+import time
+
 from comfy_api.latest import io
 
 from ..host.rounds import finetune
@@ -11,9 +13,12 @@ _D = TrainSettings()
 
 
 def _send_progress(profile: str):
-    """Per step: the loss to the picker panel; every few steps the loss curve as the node's
-    progress preview. Without a running server (the node called from a script) nothing is sent."""
+    """Per step: the loss and the seconds since the round started (the panel's time estimate) to
+    the picker panel; every few steps the loss curve as the node's progress preview. Without a
+    running server (the node called from a script) nothing is sent."""
     from server import PromptServer
+
+    start = time.perf_counter()
 
     def progress(step: int, steps: int, stats: dict, losses: list[float]):
         instance = getattr(PromptServer, "instance", None)
@@ -26,6 +31,7 @@ def _send_progress(profile: str):
                     "steps": steps,
                     "loss": stats["loss"],
                     "drift": stats.get("drift"),
+                    "elapsed": round(time.perf_counter() - start, 2),
                 },
             )
         if step == steps or step % 5 == 0:

@@ -1,6 +1,7 @@
 """The picker panel in real Chromium: label with mouse and keyboard, reload, two tabs."""
 
 import json
+import re
 import time
 import uuid
 
@@ -261,6 +262,13 @@ def test_ten_candidates_key_0_word_counts_and_pixel_sharp_small_images(
 
 
 PROGRESS_TEXT = ".papa-progress-text"
+SEEN_PROGRESS = """() => {
+  window.__papaProgress = [];
+  new MutationObserver(() => {
+    for (const e of document.querySelectorAll(".papa-progress-text"))
+      window.__papaProgress.push(e.textContent);
+  }).observe(document.body, { subtree: true, childList: true, characterData: true });
+}"""
 
 
 def _load_loop(page, profile: str) -> None:
@@ -289,13 +297,17 @@ def test_training_progress_stays_with_its_own_tab_round_and_profile(server, brow
         # Round 1 in A trains: A's node shows the training progress, B's does not.
         tab_a.evaluate("async () => { await app.queuePrompt(0, 1); }")
         tab_a.wait_for_selector(DIALOG, timeout=180_000)
+        tab_a.evaluate(SEEN_PROGRESS)  # every progress text the page shows from now on
         tab_a.keyboard.press("l")
         tab_a.keyboard.press("Enter")
         entry = _history_entry(server.url, name_a)
         assert entry["status"]["status_str"] == "success", entry["status"]
         tab_a.wait_for_selector(f"{NODE_GALLERY} {PROGRESS_TEXT}", timeout=30_000)
         text = tab_a.locator(f"{NODE_GALLERY} {PROGRESS_TEXT}").inner_text()
-        assert "step 2/2" in text and name_a in text, text
+        assert "step 2/2" in text and name_a in text and "left" not in text, text
+        # Mid-round the panel said how long the rest would take, from the round's own pace.
+        seen = tab_a.evaluate("() => window.__papaProgress")
+        assert any(re.search(r"step 1/2 \u00b7 about \d+ s left", t) for t in seen), seen
         assert tab_b.locator(NODE_GALLERY).count() == 1  # B's picker node shows its gallery
         assert tab_b.locator(PROGRESS_TEXT).count() == 0, "another tab's training shows in B"
 
