@@ -129,8 +129,13 @@ def check_round_info(data: Any, round_: int, kinds: tuple[str, ...]) -> dict:
     dropped = data.get("optimizer") == "dropped"
     if "optimizer" in data and not dropped:
         raise _fail("optimizer", data["optimizer"], '"dropped" or no such field')
+    adapter = data.get("adapter", "full")
+    if adapter not in ("full", "fp16", "thinned"):
+        raise _fail("adapter", adapter, '"fp16", "thinned" or no such field')
     for kind in kinds:
-        if not (kind == "optimizer" and dropped):
+        if not (kind == "optimizer" and dropped) and not (
+            kind == "adapter" and adapter == "thinned"
+        ):
             text(sums.get(kind), f"sha256.{kind}", SHA256)
     replay = mapping(data.get("replay", {}), "replay")
     if "rows" in replay:

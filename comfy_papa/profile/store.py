@@ -64,6 +64,17 @@ FORMAT = "comfy-papa-profile/1"
 ROUND_FILES = ("adapter", "optimizer", "replay", "conds")
 ROUND_NAME = re.compile(r"r([0-9]{4,9})")
 DROPPED = "dropped"
+# Retention of older rounds' adapters (applied when a round commits, finished on open): the
+# newest RETAIN_FULL rounds keep their adapter as trained; older ones keep it in fp16 on disk
+# (adapter.fp16.safetensors, loaded back in the training dtype), and of those only every
+# THIN_EVERY-th round (round number divisible by it) keeps one at all: the others' adapter is
+# removed and their round.json says "adapter": "thinned" (rolling back to such a round is
+# refused, naming the nearest kept rounds). Replay rows, conditioning and labels are never
+# thinned. The current round is never touched.
+RETAIN_FULL = 10
+THIN_EVERY = 10
+FP16_FILE = "adapter.fp16.safetensors"
+FP16_DTYPES_KEY = "__papa_fp16_from__"
 REASON_FILE = "REASON.txt"
 
 
@@ -293,6 +304,7 @@ class Profile:
                     "load its adapter.safetensors as a LoRA.",
                 )
         self._drop_optimizers(below=current, finish_only=True)
+        self._retain_adapters(current, finish_only=True)
         consumed = set(self.manifest.get("consumed_requests", []))
         for f in self._pending_dir().glob("*.safetensors"):
             if f.stem in consumed:
@@ -532,7 +544,7 @@ class Profile:
         if r == 0:
             return RoundState(0)
         info = self._round_info(r)
-        adapter, adapter_meta = self._round_file(r, info, "adapter")
+        adapter, adapter_meta = self._load_adapter(r, info)
         conds, _ = self._round_file(r, info, "conds")
         optimizer, optimizer_meta = {}, {}
         if info.get("optimizer") != DROPPED:
@@ -558,8 +570,46 @@ class Profile:
                 f"Nothing was changed; roll back to round {r - 1} with the PAPA Profile node."
             ) from e
 
-    def _round_file(self, r: int, info: dict, kind: str) -> tuple[dict, dict]:
-        path = self.round_dir(r) / f"{kind}.safetensors"
+    def _load_adapter(self, r: int, info: dict) -> tuple[dict, dict]:
+        """Round r's adapter in its training dtype; a thinned round's is refused."""
+        kind = info.get("adapter", "full")
+        if kind == "thinned":
+            kept = self._kept_rounds()
+            lower = [n for n in kept if n < r]
+            higher = [n for n in kept if n > r]
+            near = " and ".join(
+                f"round {n}"
+                for n in ([lower[-1]] if lower else []) + ([higher[0]] if higher else [])
+            )
+            raise ProfileError(
+                f"Profile {self.name!r}: round {r}'s adapter was thinned by the retention "
+                f"setting (older rounds keep an adapter only every {THIN_EVERY}th round; its "
+                "labels and replay rows are all kept), so it cannot be loaded or rolled back to. "
+                f"Nothing was changed. The nearest rounds with an adapter: {near or 'none'}."
+            )
+        if kind != "fp16":
+            return self._round_file(r, info, "adapter")
+        tensors, meta = self._round_file(r, info, "adapter", FP16_FILE)
+        meta = dict(meta)
+        dtypes = json.loads(meta.pop(FP16_DTYPES_KEY, "{}"))
+        for k, name in dtypes.items():
+            tensors[k] = tensors[k].to(getattr(torch, name))
+        return tensors, meta
+
+    def _kept_rounds(self) -> list[int]:
+        """Rounds on disk whose adapter loads (not thinned)."""
+        out = []
+        for n, d in self._round_dirs().items():
+            try:
+                info = json.loads((d / "round.json").read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("adapter") != "thinned" and n <= self.round:
+                out.append(n)
+        return out
+
+    def _round_file(self, r: int, info: dict, kind: str, name: str = "") -> tuple[dict, dict]:
+        path = self.round_dir(r) / (name or f"{kind}.safetensors")
         try:
             if _sha256(path) != info["sha256"][kind]:
                 raise ValueError("checksum mismatch")
@@ -657,6 +707,63 @@ class Profile:
                 (d / "optimizer.safetensors").unlink(missing_ok=True)
             except (OSError, ValueError):
                 continue  # the next commit tries again
+
+    def _retain_adapters(self, current: int, finish_only: bool = False) -> None:
+        """Apply the retention setting (RETAIN_FULL, THIN_EVERY) to rounds below `current`.
+        Each step is crash-safe and can be redone: fp16 file written atomically, then round.json
+        switched to it atomically, then the full file removed; a thinned round's round.json
+        records the thinning before its file goes. With `finish_only` (on open), only finish
+        steps a crash interrupted. Housekeeping after the commit point: a failure is left for
+        the next commit."""
+        for n, d in self._round_dirs().items():
+            if n >= current or n > current - RETAIN_FULL:
+                continue
+            try:
+                info = check_round_info(json.loads((d / "round.json").read_bytes()), n, ROUND_FILES)
+            except (OSError, ValueError):
+                continue
+            try:
+                self._retain_one(n, d, info, finish_only)
+            except (OSError, ValueError, SafetensorError, ProfileError):
+                continue  # the next commit tries again
+
+    def _retain_one(self, n: int, d: Path, info: dict, finish_only: bool) -> None:
+        full, half = d / "adapter.safetensors", d / FP16_FILE
+        kind = info.get("adapter", "full")
+        if kind == "full":
+            if finish_only:
+                half.unlink(missing_ok=True)  # an fp16 copy round.json does not name yet
+                return
+            if n % THIN_EVERY:
+                info["adapter"] = "thinned"
+                info["sha256"].pop("adapter", None)
+                info["stats"] = finite_stats(info.get("stats", {}))
+                atomic_write_json(d / "round.json", info)
+                point(f"retain:thinned-{d.name}")
+                kind = "thinned"
+            else:
+                tensors, meta = self._round_file(n, info, "adapter")
+                dtypes = {
+                    k: str(v.dtype).removeprefix("torch.")
+                    for k, v in tensors.items()
+                    if v.is_floating_point() and v.dtype != torch.float16
+                }
+                half_t = {k: (v.half() if k in dtypes else v) for k, v in tensors.items()}
+                if not all(v.isfinite().all() for k, v in half_t.items() if k in dtypes):
+                    return  # out of fp16's range: kept as it is
+                _save_tensors(half, half_t, {**meta, FP16_DTYPES_KEY: json.dumps(dtypes)})
+                point(f"retain:fp16-written-{d.name}")
+                info["adapter"] = "fp16"
+                info["sha256"]["adapter"] = _sha256(half)
+                info["stats"] = finite_stats(info.get("stats", {}))
+                atomic_write_json(d / "round.json", info)
+                point(f"retain:fp16-{d.name}")
+                kind = "fp16"
+        if kind == "fp16":
+            full.unlink(missing_ok=True)
+        elif kind == "thinned":
+            full.unlink(missing_ok=True)
+            half.unlink(missing_ok=True)
 
     @_locked
     def commit_round(
@@ -758,6 +865,7 @@ class Profile:
             (self._pending_dir() / f"{rid}.safetensors").unlink(missing_ok=True)
             point(f"commit:pending-removed-{i}")
         self._drop_optimizers(below=r)
+        self._retain_adapters(r)
 
     @_locked
     def rollback(self, r: int) -> None:

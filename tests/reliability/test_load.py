@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from host.papa_graphs import base_nodes, finetune_node, sampler_node
 
-from comfy_papa.profile.store import Profile
+from comfy_papa.profile.store import RETAIN_FULL, THIN_EVERY, Profile
 from harness.graph import Graph, queue, run, wait
 from harness.paths import ARTIFACTS
 from harness.picker import history, new_client_id, picker_graph
@@ -92,16 +92,27 @@ def test_fifty_rounds_in_a_row(comfy, checkpoint_name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "load_report.json").write_text(json.dumps(report, indent=1))
     assert growth < RSS_BOUND_MB, report
-    for kind in ("adapter.safetensors", "conds.safetensors"):
-        assert len({sizes[r][kind] for r in sizes}) == 1, (kind, "grew between rounds")
+    assert len({sizes[r]["conds.safetensors"] for r in sizes}) == 1, "conds grew between rounds"
+    # retention: the newest RETAIN_FULL rounds keep their adapter as trained (all one size);
+    # older ones keep it in fp16 every THIN_EVERY-th round, none otherwise
+    full = [r for r in sizes if r > n - RETAIN_FULL]
+    assert len({sizes[r]["adapter.safetensors"] for r in full}) == 1, "adapter grew"
+    for r in sizes:
+        if r in full:
+            continue
+        names = set(sizes[r])
+        assert "adapter.safetensors" not in names, (r, names)
+        assert ("adapter.fp16.safetensors" in names) == (r % THIN_EVERY == 0), (r, names)
     # the optimizer state is kept for the newest round only
     assert [r for r in sizes if "optimizer.safetensors" in sizes[r]] == [n], sizes
     # every round's rows file is the size of round 1's (two candidates), not growing
     assert max(replay_step) <= sizes[1]["replay.safetensors"] + 64, replay_step
     # constant growth per round: the folders of older rounds are the same size (round.json's
     # statistics and the ids vary by a few bytes)
-    older = [folder[r] for r in range(2, n)]
+    older = [folder[r] for r in range(max(2, n - RETAIN_FULL + 1), n)]
     assert max(older) - min(older) < 2048, folder
+    thinned = [folder[r] for r in range(2, n - RETAIN_FULL + 1) if r % THIN_EVERY]
+    assert not thinned or max(thinned) - min(thinned) < 2048, folder
     assert not list(p.dir.rglob(".tmp-*")) and not (p.dir / "archive").exists()
     leaked = changed_outside(before, snapshot(comfy.base), (f"models/papa_profiles/{name}",))
     assert leaked == [], leaked

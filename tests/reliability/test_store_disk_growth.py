@@ -35,8 +35,10 @@ def _sizes(p: Profile, r: int) -> dict[str, int]:
 
 
 def test_every_round_loads_whole_from_its_replay_rows_and_only_the_newest_keeps_its_optimizer(
-    tmp_path,
+    tmp_path, monkeypatch
 ):
+    # adapter retention (test_store_retention.py) would thin rounds 1-2: every adapter stays here
+    monkeypatch.setattr("comfy_papa.profile.store.RETAIN_FULL", 1000)
     p = Profile.open(tmp_path, "artist")
     seen = _grow(p, 12)
     q = Profile.open(tmp_path, "artist", create=False)
