@@ -9,8 +9,10 @@ Layout of `<root>/<name>/`:
 - `rounds/rNNNN/`: adapter, optimizer, replay and conditioning safetensors of round N plus
   `round.json` with their sha256 checksums. The replay file holds only the rows round N added to
   the round it extends (`round.json` "replay": {"rows", "from"}); only the newest round keeps its
-  optimizer state (older ones: "optimizer": "dropped"). So a profile grows by a constant amount
-  per round.
+  optimizer state (older ones: "optimizer": "dropped"). Adapters of rounds older than the newest
+  RETAIN_FULL are kept in fp16 (`adapter.fp16.safetensors`, "adapter": "fp16") every THIN_EVERY-th
+  round and thinned otherwise ("adapter": "thinned": no adapter; replay rows and conds kept). So a
+  profile grows by a constant amount per round.
 - `archive/`: rolled-back rounds, and round folders recovery found above the manifest's round
   (with a `REASON.txt`). A committed round is never deleted.
 - `.lock`: the profile's lock file (profile/lock.py): every write and recovery holds it, across
