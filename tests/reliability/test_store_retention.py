@@ -120,3 +120,14 @@ def test_an_interrupted_retention_step_is_finished_on_open(tmp_path, monkeypatch
             assert info["adapter"] == "fp16" and "adapter.safetensors" not in files
         r.load_round(THIN_EVERY)  # loads either way
         r.rollback(r.round - 1)  # undo this try's round so the next try commits again
+
+
+def test_a_wrong_adapter_field_in_round_json_is_refused_with_the_file_named(tmp_path):
+    p = Profile.open(tmp_path, "artist")
+    _grow(p, 2)
+    path = p.round_dir(1) / "round.json"
+    info = json.loads(path.read_text())
+    for bad in ("half", 16, None):
+        path.write_text(json.dumps({**info, "adapter": bad}))
+        with pytest.raises(ProfileError, match=r"round\.json.*adapter"):
+            p.load_round(1)
