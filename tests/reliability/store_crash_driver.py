@@ -78,6 +78,24 @@ def next_round(p: Profile) -> tuple[RoundState, list[str]]:
     return new, consumed
 
 
+def commit_labelled_round(
+    p: Profile, request_id: str, value: float, settings: dict | None = None
+) -> RoundState:
+    """Record a like and a dislike (latents filled with `value`) for the next round and commit
+    that round with `next_round`; `settings` default {"method": "PAPA"}. Returns the round."""
+    p.record_feedback(
+        request_id,
+        p.round + 1,
+        ["a", "b"],
+        [1.0, -1.0],
+        torch.full((2, 4, 2, 2), float(value)),
+        {"cross_attn": torch.ones(1, 2, 3)},
+    )
+    state, consumed = next_round(p)
+    p.commit_round(state, "fp", {"method": "PAPA"} if settings is None else settings, consumed)
+    return state
+
+
 def run_script(root: Path) -> None:
     Profile.open(root, NAME)
     _ack(root, "open")

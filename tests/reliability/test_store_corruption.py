@@ -6,22 +6,13 @@ import torch
 
 from comfy_papa.profile.names import ProfileError
 from comfy_papa.profile.store import Profile
-from tests.reliability.store_crash_driver import next_round
+from tests.reliability.store_crash_driver import commit_labelled_round
 
 
 def _make(tmp_path) -> Profile:
     p = Profile.open(tmp_path, "artist")
     for r in (1, 2):
-        p.record_feedback(
-            f"req{r}",
-            r,
-            ["a", "b"],
-            [1.0, -1.0],
-            torch.full((2, 4, 2, 2), float(r)),
-            {"cross_attn": torch.ones(1, 2, 3)},
-        )
-        state, consumed = next_round(p)
-        p.commit_round(state, "fp", {}, consumed)
+        commit_labelled_round(p, f"req{r}", r, settings={})
     p.record_feedback("req3", 3, ["a", "b"], [1.0, 1.0], torch.zeros(2, 4, 2, 2))
     return p
 

@@ -9,23 +9,14 @@ import torch
 from safetensors.torch import save_file
 
 from comfy_papa.profile.store import Profile, _sha256
-from tests.reliability.store_crash_driver import next_round
+from tests.reliability.store_crash_driver import commit_labelled_round
 
 
 def _grow(p: Profile, rounds: int, start: int = 0) -> dict[int, list[str]]:
     """Commit `rounds` rounds of 2 labels each; the replay ids of each round as committed."""
     seen = {}
     for i in range(start, start + rounds):
-        p.record_feedback(
-            f"req{i}",
-            p.round + 1,
-            ["a", "b"],
-            [1.0, -1.0],
-            torch.full((2, 4, 2, 2), float(i)),
-            {"cross_attn": torch.ones(1, 2, 3)},
-        )
-        state, consumed = next_round(p)
-        p.commit_round(state, "fp", {"method": "PAPA"}, consumed)
+        state = commit_labelled_round(p, f"req{i}", i)
         seen[p.round] = list(state.replay.ids)
     return seen
 

@@ -16,22 +16,13 @@ from safetensors.torch import save_file
 
 from comfy_papa.profile.names import ProfileError
 from comfy_papa.profile.store import REASON_FILE, Profile, _tensors_sha256
-from tests.reliability.store_crash_driver import next_round
+from tests.reliability.store_crash_driver import commit_labelled_round, next_round
 
 
 def _make(tmp_path, rounds: int) -> Profile:
     p = Profile.open(tmp_path, "artist")
     for r in range(1, rounds + 1):
-        p.record_feedback(
-            f"req{r}",
-            r,
-            ["a", "b"],
-            [1.0, -1.0],
-            torch.full((2, 4, 2, 2), float(r)),
-            {"cross_attn": torch.ones(1, 2, 3)},
-        )
-        state, consumed = next_round(p)
-        p.commit_round(state, "fp", {"method": "PAPA"}, consumed)
+        commit_labelled_round(p, f"req{r}", r)
     return p
 
 
