@@ -73,7 +73,7 @@ def replay_weights(replay: ReplayBuffer, diversity: bool, balance: bool = False)
     return weights
 
 
-def dislike_scale(labels: Tensor, balance: bool = True) -> float:
+def dislike_scale(labels: Tensor) -> float:
     """The factor on the dislike term: 0 before the first like, else 1.
 
     With no likes yet the dislikes train nothing: pushing away from everything drawn, with
@@ -83,9 +83,8 @@ def dislike_scale(labels: Tensor, balance: bool = True) -> float:
     (`objective.bounded_dislike`), so few dislikes drawn often cannot run away. An earlier factor
     min(1, dislikes / likes) faded the dislikes exactly as the model improved (fewer dislikes per
     round), and the model drifted back towards what was disliked (digits: 0.69 -> 0.52 liked
-    between 50 and 100 labels; with the factor at 1, see BENCHMARKS.md). `balance` is kept for
-    the signature: unbalanced sampling uses the same factor."""
-    del balance
+    between 50 and 100 labels; with the factor at 1, see BENCHMARKS.md). Unbalanced sampling
+    uses the same factor."""
     return 1.0 if bool((labels > 0).any()) else 0.0
 
 
@@ -147,7 +146,7 @@ class RoundLoop:
         self.round_seed = round_seed
         self.ref_is_base = ref_is_base
         self.weights = replay_weights(replay, settings.diversity, settings.balance)
-        self.dislike_scale = dislike_scale(replay.labels, settings.balance)
+        self.dislike_scale = dislike_scale(replay.labels)
         # Paired steps draw likes and dislikes separately: their weights, once per round.
         likes, dislikes = replay.labels > 0, replay.labels < 0
         self.paired = (

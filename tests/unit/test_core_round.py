@@ -73,8 +73,8 @@ def test_dislikes_train_only_once_there_is_a_like_and_do_not_fade_as_likes_grow(
     assert dislike_scale(torch.tensor([1.0, -1.0, -1.0, -1.0])) == 1.0
     assert dislike_scale(torch.tensor([1.0, 1.0, 1.0, -1.0])) == 1.0
     assert dislike_scale(torch.tensor([1.0] * 40 + [-1.0])) == 1.0
-    assert dislike_scale(torch.tensor([1.0, -1.0]), balance=False) == 1.0
-    assert dislike_scale(torch.tensor([-1.0, -1.0]), balance=False) == 0.0
+    assert dislike_scale(torch.tensor([1.0, -1.0])) == 1.0
+    assert dislike_scale(torch.tensor([-1.0, -1.0])) == 0.0
 
 
 def test_stratified_timesteps_cover_every_stratum_above_the_cut():
