@@ -53,6 +53,8 @@ def summarise(gray: torch.Tensor, preferred: set[int]) -> dict:
         "class_counts": [int(c) for c in counts],
         "min_class_share_of_preferred": round(min(pref_counts) / max(1, sum(pref_counts)), 4),
         "confidence_mean": round(float(conf.mean()), 4),
+        # The demo's legibility goal: the share of samples read with confidence >= 0.9.
+        "share_confident_0.9": round(float((conf >= 0.9).float().mean()), 4),
         "rule_medians": rule_medians(gray),
     }
 
