@@ -205,3 +205,30 @@ def test_a_request_is_listed_answered_and_cancelled_only_by_the_client_that_queu
     done = answer(comfy.url, anon_rid, ["skip", "like"], client_id=None)
     assert done.status_code == 200, done.text
     assert wait(comfy.url, anon_prompt, 120).ok
+
+
+def test_candidates_over_the_latent_cap_are_refused_before_the_request_opens(
+    own_comfy, checkpoint_name
+):
+    """A server whose cap is lowered to 2 KiB (COMFY_PAPA_MAX_REQUEST_LATENT_BYTES): 3 candidates
+    of 64x64 (3 x 1 KiB of latents) stop the run with the picker's message; no request opened,
+    no preview written, nothing in the profile."""
+    server = own_comfy(env={"COMFY_PAPA_MAX_REQUEST_LATENT_BYTES": "2048"})
+    cid, name = new_client_id(), "http-capped"
+    g = picker_graph(checkpoint_name, count=3, seed=81, profile=name, timeout=30)
+    result = wait(server.url, queue(server.url, g.prompt(), cid), 180)
+    assert result.status == "error"
+    msg = result.error()["exception_message"]
+    for needle in (
+        "PAPA Preference Picker: the 3 candidates' latents take 3.0 KiB",
+        "at most 2.0 KiB",
+        "Nothing was recorded",
+        "at most 2 at this size",
+    ):
+        assert needle in msg, msg
+    assert pending(server.url, cid) == []
+    previews = server.base / "temp" / "papa_picker"
+    assert not previews.exists() or not any(previews.iterdir())
+    assert history(server.base, name) == []
+    pending_dir = server.base / "models" / "papa_profiles" / name / "pending"
+    assert not pending_dir.exists() or not any(pending_dir.iterdir())
