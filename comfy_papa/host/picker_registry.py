@@ -201,7 +201,8 @@ class PickerRegistry:
     # ---- reading -----------------------------------------------------------------------------
     def pending(self, client_id: str | None) -> list[dict[str, Any]]:
         """The payloads of client `client_id`'s requests open for an answer; None lists the
-        requests queued without a client id (never every client's)."""
+        requests queued without a client id (never every client's); "" is None."""
+        client_id = client_id or None
         with self._lock:
             return [
                 r.payload

@@ -184,6 +184,7 @@ def test_a_request_is_listed_only_to_the_client_that_queued_it():
     assert [p["request_id"] for p in reg.pending("tab1")] == ["r1"]
     assert [p["request_id"] for p in reg.pending("tab2")] == ["r2"]
     assert [p["request_id"] for p in reg.pending(None)] == ["r3", "r4"]  # never every client's
+    assert [p["request_id"] for p in reg.pending("")] == ["r3", "r4"]
     assert reg.pending("tab3") == []
 
 
