@@ -12,7 +12,10 @@ The fine-tune runs 1 step a round (`--finetune-steps`) and the sampler 4 steps: 
 writes (the adapter, its optimizer state, the round's replay rows, the conditioning, round.json,
 the pending file and history lines) has the same size whatever the number of steps, so this
 measures the disk use of any step count in minutes. Prints a table and writes
-bench/results/profile_disk_digits.json.
+bench/results/profile_disk_digits.json after every round ("partial": true until the last).
+
+`--resume` with the `--workdir` of a stopped run goes on from the profile's round, keeping the
+rows the JSON already holds (stop it between rounds, while it samples: nothing is written then).
 """
 
 from __future__ import annotations
@@ -66,6 +69,46 @@ def labels_for(round_: int, n: int) -> list[int]:
     return [cycle[i % len(cycle)] for i in range(n)]
 
 
+def _write(args, workdir: Path, rows: list[dict], started: float, partial: bool) -> dict:
+    """Write the JSON record of the rounds so far; returns it."""
+    import torch
+
+    folder = workdir / "models" / "papa_profiles" / f"digits-papa-{args.seed}"
+    per_round = round_folders(folder)
+    last = rows[-1]
+    late = [x["growth"] for x in rows if x["round"] > 11]  # past the first retention cycle
+    summary = {
+        "rounds": last["round"],
+        "total_bytes": last["total"],
+        "total_mb": last["total"] / 1e6,
+        "goal_mb": GOAL_MB,
+        "goal_met": last["total"] / 1e6 <= GOAL_MB,
+        "growth_bytes_rounds_12_on": {"min": min(late, default=0), "max": max(late, default=0)},
+        "round_folder_bytes": per_round,
+        "distinct_round_folder_sizes": sorted(set(per_round.values())),
+    }
+    out = {
+        "what": "digits profile (PAPA, node defaults but fine-tune steps), bytes after each round",
+        "partial": partial,
+        "settings": dict(
+            vars(args), workdir=str(workdir), out=str(args.out), labels_pattern=PATTERN
+        ),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+        },
+        "wall_s_this_run": time.monotonic() - started,
+        "summary": summary,
+        "per_round": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    tmp.replace(args.out)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=50)
@@ -75,10 +118,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=None, help="default: a new temp folder")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: no spinning)")
+    ap.add_argument("--resume", action="store_true", help="go on with --workdir's profile")
     args = ap.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="papa-disk-"))
     import torch
+
+    torch.set_num_threads(args.threads)
 
     from .digits_comfy import ComfyDigits
 
@@ -91,14 +138,25 @@ def main() -> None:
     backend = ComfyDigits("papa", args.seed, workdir, "cpu", settings)
     folder = workdir / "models" / "papa_profiles" / backend.profile_name
     rows = []
+    if args.resume and args.out.exists():
+        done = json.loads(args.out.read_text())
+        if done["settings"]["workdir"] != str(workdir):
+            raise SystemExit(f"{args.out} is the record of another workdir; not resuming.")
+        rows = [x for x in done["per_round"] if x["round"] <= backend._profile().round]
+    first = len(rows) + 1
+    if backend._profile().round != len(rows):
+        raise SystemExit(
+            f"profile at round {backend._profile().round}, {len(rows)} rows recorded: "
+            "start a new --workdir (or --resume one whose JSON holds every round)."
+        )
     started = time.monotonic()
     print(f"profile folder: {folder}")
     print(
         f"{'round':>5} {'total MB':>9} {'growth kB':>10} {'rounds MB':>10} {'pending kB':>11} "
         f"{'files':>6} {'s':>6}"
     )
-    prev = 0
-    for r in range(1, args.rounds + 1):
+    prev = rows[-1]["total"] if rows else 0
+    for r in range(first, args.rounds + 1):
         t0 = time.monotonic()
         backend.candidates(args.candidates, seed=args.seed * 100_000 + r)
         fb = backend.feedback(labels_for(r, args.candidates))
@@ -107,46 +165,21 @@ def main() -> None:
         row["passes"] = fb.get("passes")
         rows.append(row)
         prev = size["total"]
+        _write(args, workdir, rows, started, partial=r < args.rounds)
         print(
             f"{r:5d} {size['total'] / 1e6:9.3f} {row['growth'] / 1e3:10.1f} "
             f"{size['rounds'] / 1e6:10.3f} {size['pending'] / 1e3:11.1f} {size['files']:6d} "
             f"{row['seconds']:6.1f}",
             flush=True,
         )
-    per_round = round_folders(folder)
-    last = rows[-1]
-    late = [x["growth"] for x in rows if x["round"] > 11]  # past the first retention cycle
-    summary = {
-        "rounds": args.rounds,
-        "total_bytes": last["total"],
-        "total_mb": last["total"] / 1e6,
-        "goal_mb": GOAL_MB,
-        "goal_met": last["total"] / 1e6 <= GOAL_MB,
-        "growth_bytes_rounds_12_on": {"min": min(late, default=0), "max": max(late, default=0)},
-        "round_folder_bytes": per_round,
-        "distinct_round_folder_sizes": sorted(set(per_round.values())),
-    }
-    out = {
-        "what": "digits profile (PAPA, node defaults but fine-tune steps), bytes after each round",
-        "settings": dict(
-            vars(args), workdir=str(workdir), out=str(args.out), labels_pattern=PATTERN
-        ),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-        },
-        "wall_s": time.monotonic() - started,
-        "summary": summary,
-        "per_round": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    out = _write(args, workdir, rows, started, partial=False)
+    summary, last = out["summary"], rows[-1]
     print(
         f"after {args.rounds} rounds: {last['total']:,} B = {last['total'] / 1e6:.2f} MB "
         f"(goal <= {GOAL_MB:g} MB: {'met' if summary['goal_met'] else 'NOT met'})"
     )
-    print(f"growth per round from round 12 on: {min(late, default=0):,}-{max(late, default=0):,} B")
+    late = summary["growth_bytes_rounds_12_on"]
+    print(f"growth per round from round 12 on: {late['min']:,}-{late['max']:,} B")
     print(f"round folder sizes (B): {summary['distinct_round_folder_sizes']}")
     print(f"wrote {args.out}")
 
