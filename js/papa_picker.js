@@ -102,7 +102,11 @@ async function submit() {
   setState({ busy: true, message: "Sending\u2026" });
   const labels = state.labels.map((l) => l ?? "skip");
   try {
-    const { status, data } = await post("/papa/feedback", { request_id: req.request_id, labels });
+    const { status, data } = await post("/papa/feedback", {
+      request_id: req.request_id,
+      client_id: req.client_id, // only the tab that queued the request may answer it (else 403)
+      labels,
+    });
     if (status === 200) {
       // The round may already have failed while the labels were on their way (Fine-tune refuses
       // fast): that news is the newer one, and it already says the labels were kept.
@@ -124,7 +128,10 @@ async function cancelRound() {
   if (!req || state.busy) return;
   setState({ busy: true, message: "Cancelling\u2026" });
   try {
-    const { status, data } = await post("/papa/cancel", { request_id: req.request_id });
+    const { status, data } = await post("/papa/cancel", {
+      request_id: req.request_id,
+      client_id: req.client_id,
+    });
     closeRequest(status === 200 ? "Round cancelled." : `Cancel refused: ${data.error}`);
   } catch (e) {
     setState({ busy: false, message: `Cancel failed: ${e}` });

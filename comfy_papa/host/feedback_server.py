@@ -6,6 +6,11 @@ the profile inside the POST handler, before the answer reaches the node and befo
 out: the 200 is the artist's receipt.
 
 Routes (also under /api): GET /papa/pending, POST /papa/feedback, POST /papa/cancel.
+
+Each request belongs to the client id its prompt was queued with (picker_registry): GET
+/papa/pending?client_id=X lists only X's requests (without client_id: only the requests queued
+without one), and POST /papa/feedback or /papa/cancel must carry the same `"client_id"` in its
+body (none for a request queued without one), else 403 and nothing changes.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from ..feedback import LABELS
 from ..profile.faults import point
 from ..profile.names import ProfileError
 from .conditioning import conditioning_to_tensors
-from .picker_registry import Answer, NotOpen, PendingRequest, PickerRegistry
+from .picker_registry import Answer, NotOpen, NotYours, PendingRequest, PickerRegistry
 from .profiles import open_profile
 
 MAX_BODY = 64 * 1024
@@ -102,6 +107,18 @@ async def read_json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(rid, str) or not rid:
         raise BadRequest(400, '"request_id" is missing or not a string.')
     return body
+
+
+def body_client_id(body: dict[str, Any]) -> str | None:
+    """The body's "client_id" (absent, null or "": None, a caller without one)."""
+    cid = body.get("client_id")
+    if cid is None or cid == "":
+        return None
+    if not isinstance(cid, str):
+        raise BadRequest(
+            400, '"client_id" must be a string (the client id that queued the prompt).'
+        )
+    return cid
 
 
 def parse_labels(raw: Any, ids: list[str]) -> list[float]:
@@ -213,11 +230,13 @@ def add_routes(routes: web.RouteTableDef, registry: PickerRegistry) -> None:
             rid = body["request_id"]
             if "labels" not in body:
                 raise BadRequest(400, '"labels" is missing.')
-            req = registry.find_open(rid)
+            req = registry.find_open(rid, body_client_id(body))
             labels = parse_labels(body["labels"], list(req.candidates.ids))
             registry.claim(req)
         except BadRequest as e:
             return _error(e.status, str(e))
+        except NotYours as e:
+            return _error(403, str(e))
         except NotOpen as e:
             return _error(409, str(e))
         try:
@@ -245,9 +264,11 @@ def add_routes(routes: web.RouteTableDef, registry: PickerRegistry) -> None:
     async def post_cancel(request: web.Request) -> web.Response:
         try:
             body = await read_json_body(request)
-            registry.cancel(body["request_id"])
+            registry.cancel(body["request_id"], body_client_id(body))
         except BadRequest as e:
             return _error(e.status, str(e))
+        except NotYours as e:
+            return _error(403, str(e))
         except NotOpen as e:
             return _error(409, str(e))
         return web.json_response({"ok": True, "request_id": body["request_id"]})

@@ -12,6 +12,14 @@ Only one answer is ever written: the first claim wins; a request being answered 
 ("answered", "timeout", "cancelled", ...; the node's `finish` has the last word), the last
 `finished_kept` of them, so that a late answer is told why it came too late. `feedback_server`
 puts the HTTP routes over one registry.
+
+Every request belongs to the client that queued its prompt: `payload["client_id"]`, the id of
+the browser tab (ComfyUI's `clientId`) or of the script that passed one to `/prompt`, or None
+for a prompt queued without one. It is listed only to that client id (`pending(client_id)`;
+a request without one only to callers without one), and only that client id can answer or
+cancel it (`find_open` / `cancel` raise NotYours otherwise): there is no "every client"
+listing. A script that wants to answer its own requests queues its prompt with a client id of
+its own (or with none) and lists and answers with the same one.
 """
 
 from __future__ import annotations
@@ -31,6 +39,20 @@ ANSWER_GRACE_S = 300.0
 
 class PickerCancelled(Exception):
     """The artist cancelled the request (panel Esc / Cancel, or POST /papa/cancel)."""
+
+
+class NotYours(Exception):
+    """The request belongs to another client: only the client id that queued it may answer it."""
+
+    def __init__(self, request_id: str, client_id: str | None) -> None:
+        who = f"client id {client_id!r}" if client_id else "no client id"
+        super().__init__(
+            f"Request {request_id} was queued by another client; {who} cannot answer or cancel "
+            'it. Only the browser tab (or script) that queued the prompt can: send its "client_id" '
+            "with the request id. Nothing was recorded."
+        )
+        self.request_id = request_id
+        self.client_id = client_id
 
 
 class NotOpen(Exception):
@@ -57,6 +79,7 @@ class PendingRequest:
     round: int | None
     future: Future = field(default_factory=Future)
     state: str = "open"  # open -> answering -> done (or open -> done on timeout/cancel/interrupt)
+    client_id: str | None = None  # the owner: payload["client_id"] (None: queued without one)
 
 
 class PickerRegistry:
@@ -66,6 +89,7 @@ class PickerRegistry:
         self._lock = threading.Lock()
         self._open: dict[str, PendingRequest] = {}
         self._finished: dict[str, str] = {}  # request_id -> why it closed, oldest first
+        self._owners: dict[str, str | None] = {}  # request_id -> client id, open and finished
         self.finished_kept = finished_kept
 
     # ---- the node's side -------------------------------------------------------------------
@@ -77,11 +101,16 @@ class PickerRegistry:
         profile: str | None,
         round_: int | None,
     ) -> PendingRequest:
-        req = PendingRequest(request_id, candidates, payload, profile, round_)
+        """A new open request, owned by `payload["client_id"]` (a non-empty string, else None:
+        the payload is what the owner lists, so listing and ownership agree)."""
+        owner = payload.get("client_id")
+        owner = owner if isinstance(owner, str) and owner else None
+        req = PendingRequest(request_id, candidates, payload, profile, round_, client_id=owner)
         with self._lock:
             if request_id in self._open or request_id in self._finished:
                 raise ValueError(f"picker request {request_id} exists already.")
             self._open[request_id] = req
+            self._owners[request_id] = owner
         return req
 
     def wait(
@@ -127,9 +156,11 @@ class PickerRegistry:
             self._close(req, reason)
 
     # ---- the answering side ----------------------------------------------------------------
-    def find_open(self, request_id: str) -> PendingRequest:
-        """The open request `request_id`; NotOpen says why there is none."""
+    def find_open(self, request_id: str, client_id: str | None) -> PendingRequest:
+        """The open request `request_id` of client `client_id` (None: a caller without one);
+        NotYours if another client queued it, NotOpen says why it is not open."""
         with self._lock:
+            self._check_owner(request_id, client_id)
             req = self._open.get(request_id)
             if req is None or req.state != "open":
                 raise self._not_open(request_id, req)
@@ -153,9 +184,11 @@ class PickerRegistry:
         interrupted while the labels were written; they are recorded all the same)."""
         req.future.set_result(answer)
 
-    def cancel(self, request_id: str) -> PendingRequest:
-        """open -> done ("cancelled"); the waiting node gets PickerCancelled."""
+    def cancel(self, request_id: str, client_id: str | None) -> PendingRequest:
+        """open -> done ("cancelled"); the waiting node gets PickerCancelled. Only the client
+        that queued it (NotYours otherwise)."""
         with self._lock:
+            self._check_owner(request_id, client_id)
             req = self._open.get(request_id)
             if req is None or req.state != "open":
                 raise self._not_open(request_id, req)
@@ -166,13 +199,16 @@ class PickerRegistry:
         return req
 
     # ---- reading -----------------------------------------------------------------------------
-    def pending(self, client_id: str | None = None) -> list[dict[str, Any]]:
-        """The payloads of the requests open for an answer (of one client, if given)."""
+    def pending(self, client_id: str | None) -> list[dict[str, Any]]:
+        """The payloads of client `client_id`'s requests open for an answer; None lists the
+        requests queued without a client id (never every client's); "" is None."""
+        client_id = client_id or None
         with self._lock:
-            reqs = [r for r in self._open.values() if r.state == "open"]
-        return [
-            r.payload for r in reqs if client_id is None or r.payload.get("client_id") == client_id
-        ]
+            return [
+                r.payload
+                for r in self._open.values()
+                if r.state == "open" and r.client_id == client_id
+            ]
 
     def closed_reason(self, request_id: str) -> str | None:
         with self._lock:
@@ -190,7 +226,14 @@ class PickerRegistry:
             del self._open[req.request_id]
         self._finished[req.request_id] = reason  # the node's finish has the last word
         while len(self._finished) > self.finished_kept:
-            del self._finished[next(iter(self._finished))]
+            oldest = next(iter(self._finished))
+            del self._finished[oldest]
+            self._owners.pop(oldest, None)
+
+    def _check_owner(self, request_id: str, client_id: str | None) -> None:
+        """NotYours if `request_id` (open, or closed and remembered) is another client's."""
+        if request_id in self._owners and self._owners[request_id] != (client_id or None):
+            raise NotYours(request_id, client_id or None)
 
     def _not_open(self, request_id: str, req: PendingRequest | None) -> NotOpen:
         why = self._finished.get(request_id) or ("being answered" if req else "unknown request id")

@@ -11,6 +11,7 @@ from server import PromptServer
 from ..feedback import Feedback
 from ..host import feedback_server as fs
 from ..host.picker_registry import PickerCancelled
+from ..profile.limits import check_request_latents
 from .types import CATEGORY, Candidates, Profile
 from .types import Feedback as FeedbackType
 
@@ -96,6 +97,9 @@ class PreferencePicker(io.ComfyNode):
                 f"PAPA Preference Picker got {images.shape[0]} images for {len(candidates)} "
                 "candidates: connect the VAE Decode of the same candidate sampler to both inputs."
             )
+        # Before the request opens or a preview is written: a request never holds more latents
+        # than a profile may record (profile.limits).
+        check_request_latents(candidates.latents, "PAPA Preference Picker")
         server = PromptServer.instance
         rid = fs.new_request_id()
         round_ = profile.round + 1 if profile is not None else None

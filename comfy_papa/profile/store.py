@@ -50,6 +50,7 @@ from .atomic import (
     fsync_dir,
 )
 from .faults import point
+from .limits import check_request_latents
 from .lock import profile_lock
 from .names import ProfileError, validate_profile_name, validate_token
 from .schema import (
@@ -412,6 +413,7 @@ class Profile:
                 f"Feedback has {len(ids)} ids, {len(labels)} labels and {latents.shape[0]} "
                 "latents; give exactly one label per candidate."
             )
+        check_request_latents(latents, f"Profile {self.name!r}")  # before anything is written
         if (
             request_id in self.manifest.get("consumed_requests", [])
             or (self._pending_dir() / f"{request_id}.safetensors").exists()

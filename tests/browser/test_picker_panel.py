@@ -176,6 +176,10 @@ def test_only_the_queuing_tab_shows_the_request_and_a_stale_id_is_refused(
         tab_b.wait_for_function("() => window.app && window.app.graph", timeout=60_000)
         tab_b.wait_for_timeout(1500)
         assert tab_b.locator(".papa-overlay").count() == 0
+        # B's client id can neither answer nor cancel A's request; A's tab still answers it.
+        stolen = answer(server.url, rid, ["like", "like"], client_id=cid_b)
+        assert stolen.status_code == 403 and "another client" in stolen.json()["error"]
+        assert cancel(server.url, rid, client_id=cid_b).status_code == 403
         tab_a.keyboard.press("1")
         tab_a.keyboard.press("d")
         tab_a.keyboard.press("Enter")

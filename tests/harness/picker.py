@@ -53,11 +53,22 @@ def new_client_id() -> str:
     return uuid.uuid4().hex
 
 
+# A request belongs to the client id its prompt was queued with: only that id lists, answers
+# and cancels it (403 otherwise). The harness plays that client: `pending` remembers the owner
+# of every request it lists, and `answer` / `cancel` send it unless told another one.
+_OWNERS: dict[str, str | None] = {}
+OWNER = object()  # `client_id` default: the owner `pending` saw (none if it never listed it)
+
+
 def pending(url: str, client_id: str | None = None) -> list[dict]:
+    """The open requests of `client_id` (None: of the prompts queued without a client id)."""
     params = {"client_id": client_id} if client_id else None
     r = requests.get(url + "/papa/pending", params=params, timeout=10)
     r.raise_for_status()
-    return r.json()["pending"]
+    found = r.json()["pending"]
+    for req in found:
+        _OWNERS[req["request_id"]] = req.get("client_id")
+    return found
 
 
 def wait_pending(url: str, client_id: str, timeout: float = 120.0) -> dict:
@@ -71,12 +82,24 @@ def wait_pending(url: str, client_id: str, timeout: float = 120.0) -> dict:
     raise TimeoutError(f"no picker request for client {client_id} within {timeout}s")
 
 
-def answer(url: str, request_id: str, labels, path: str = "/papa/feedback") -> requests.Response:
-    return requests.post(url + path, json={"request_id": request_id, "labels": labels}, timeout=30)
+def _body(request_id: str, client_id) -> dict:
+    if client_id is OWNER:
+        client_id = _OWNERS.get(request_id) if isinstance(request_id, str) else None
+    body = {"request_id": request_id}
+    if client_id is not None:
+        body["client_id"] = client_id
+    return body
 
 
-def cancel(url: str, request_id: str) -> requests.Response:
-    return requests.post(url + "/papa/cancel", json={"request_id": request_id}, timeout=30)
+def answer(
+    url: str, request_id: str, labels, path: str = "/papa/feedback", client_id=OWNER
+) -> requests.Response:
+    body = dict(_body(request_id, client_id), labels=labels)
+    return requests.post(url + path, json=body, timeout=30)
+
+
+def cancel(url: str, request_id: str, client_id=OWNER) -> requests.Response:
+    return requests.post(url + "/papa/cancel", json=_body(request_id, client_id), timeout=30)
 
 
 def history(base: Path, profile: str) -> list[dict]:

@@ -2,7 +2,8 @@
 
 usage: http_load_client.py URL CLIENT_ID REQUESTS THREADS
 For each of REQUESTS picker requests of CLIENT_ID: THREADS threads post different label lists at
-once (plus pending-list readers); prints one JSON line per request: which thread got the 200.
+once (plus pending-list readers), as CLIENT_ID: a request is answered only by the client id its
+prompt was queued with. Prints one JSON line per request: which thread got the 200.
 """
 
 import json
@@ -38,7 +39,7 @@ def main() -> None:
             barrier.wait()
             r = s.post(
                 url + "/papa/feedback",
-                json={"request_id": req["request_id"], "labels": labels},
+                json={"request_id": req["request_id"], "client_id": client, "labels": labels},
                 timeout=30,
             )
             results[i] = (r.status_code, labels)
@@ -46,7 +47,7 @@ def main() -> None:
         def reader(barrier=barrier) -> None:
             barrier.wait()
             for _ in range(20):
-                requests.get(url + "/papa/pending", timeout=10)
+                requests.get(url + "/papa/pending", params={"client_id": client}, timeout=10)
 
         threads = [threading.Thread(target=answer, args=(i,)) for i in range(n_threads)]
         threads += [threading.Thread(target=reader) for _ in range(2)]

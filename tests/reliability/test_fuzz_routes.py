@@ -2,7 +2,9 @@
 
 Fixed number of cases per route (CASES), derandomized: the same cases on every run. Against the
 real shared server, with a real open picker request that some cases answer or cancel. Nothing may
-answer 500, crash the server, or write outside the profile folder.
+answer 500, crash the server, or write outside the profile folder. Bodies with the live request id
+carry its owner's client id in most cases (a request is answered only by the client id that
+queued it), else another client's, none, or a generated value (403 or 400).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ FUZZ = settings(
     suppress_health_check=list(HealthCheck),
 )
 ALLOWED = (f"models/papa_profiles/{PROFILE}",)
-OK_STATUS = {200, 400, 404, 405, 409, 413, 503}
+OK_STATUS = {200, 400, 403, 404, 405, 409, 413, 503}
 
 
 class OpenRequest:
@@ -36,7 +38,7 @@ class OpenRequest:
 
     def __init__(self, server, checkpoint) -> None:
         self.server, self.checkpoint = server, checkpoint
-        self.rid, self.ids, self.reopened = "", [], 0
+        self.rid, self.ids, self.reopened, self.cid = "", [], 0, ""
         self.prompts: list[str] = []
         self.open()
 
@@ -46,9 +48,12 @@ class OpenRequest:
         self.prompts.append(queue(self.server.url, g.prompt(), cid))
         req = wait_pending(self.server.url, cid)
         self.rid, self.ids = req["request_id"], [c["id"] for c in req["candidates"]]
+        self.cid = cid
 
     def ensure_open(self) -> None:
-        r = requests.get(self.server.url + "/papa/pending", timeout=10).json()["pending"]
+        params = {"client_id": self.cid}
+        r = requests.get(self.server.url + "/papa/pending", params=params, timeout=10).json()
+        r = r["pending"]
         if not any(p["request_id"] == self.rid for p in r):
             self.reopened += 1
             self.open()
@@ -60,7 +65,8 @@ def target(comfy, checkpoint_name):
     t = OpenRequest(comfy, checkpoint_name)
     t.before = before
     yield t
-    requests.post(comfy.url + "/papa/cancel", json={"request_id": t.rid}, timeout=10)
+    body = {"request_id": t.rid, "client_id": t.cid}
+    requests.post(comfy.url + "/papa/cancel", json=body, timeout=10)
 
 
 WORDS = st.sampled_from(["like", "dislike", "skip", "LIKE", "", "+", "meh", "like\x00"])
@@ -105,6 +111,11 @@ def body_strategy(draw, with_labels: bool):
     if kind == 3:
         return json.dumps(draw(JSONV)).encode()
     body = {"request_id": draw(rid_strategy(0.5 if with_labels else 0.02))}
+    who = draw(st.integers(0, 9))
+    if who < 7:
+        body["client_id"] = "CID"  # the live request's owner
+    elif who == 7:
+        body["client_id"] = draw(JSONV)  # another client, or not a string
     if with_labels and draw(st.booleans()) or kind > 6:
         body["labels"] = draw(labels_strategy())
     if draw(st.booleans()):
@@ -117,7 +128,7 @@ def _materialise(body, t: OpenRequest) -> bytes:
     if isinstance(body, bytes):
         return body
     text = json.dumps(body)
-    text = text.replace('"OPEN"', json.dumps(t.rid))
+    text = text.replace('"OPEN"', json.dumps(t.rid)).replace('"CID"', json.dumps(t.cid))
     text = text.replace('"ID0"', json.dumps(t.ids[0])).replace('"ID1"', json.dumps(t.ids[1]))
     return text.encode()
 
@@ -191,7 +202,8 @@ def test_pending_route_survives_generated_query_strings(comfy, target):
 @pytest.mark.slow
 def test_fuzzing_wrote_nothing_outside_the_profile_folder(comfy, target):
     """Last in this module: every file the fuzzing changed is inside models/papa_profiles."""
-    requests.post(comfy.url + "/papa/cancel", json={"request_id": target.rid}, timeout=10)
+    body = {"request_id": target.rid, "client_id": target.cid}
+    requests.post(comfy.url + "/papa/cancel", json=body, timeout=10)
     for pid in target.prompts:
         wait(comfy.url, pid, 60)
     outside = changed_outside(target.before, snapshot(comfy.base), ALLOWED)

@@ -11,6 +11,7 @@ import pytest
 from comfy_papa.host.picker_registry import (
     Answer,
     NotOpen,
+    NotYours,
     PickerCancelled,
     PickerRegistry,
 )
@@ -35,9 +36,9 @@ def test_open_requests_are_pending_per_client():
     reg = PickerRegistry()
     opened(reg, "r1", "tab1")
     opened(reg, "r2", "tab2")
-    assert [p["request_id"] for p in reg.pending()] == ["r1", "r2"]
+    assert [p["request_id"] for p in reg.pending("tab1")] == ["r1"]
     assert [p["request_id"] for p in reg.pending("tab2")] == ["r2"]
-    assert reg.find_open("r1").request_id == "r1"
+    assert reg.find_open("r1", "tab1").request_id == "r1"
     assert len(reg) == 2
     with pytest.raises(ValueError, match="exists already"):
         opened(reg, "r1")
@@ -47,13 +48,13 @@ def test_an_answer_reaches_the_waiting_node_and_closes_the_request():
     reg = PickerRegistry()
     req = opened(reg)
     ans = answer(reg, req)
-    assert req.state == "answering" and reg.pending() == []
+    assert req.state == "answering" and reg.pending("tab1") == []
     assert reg.wait(req, timeout_s=5, poll_s=0.01) is ans
     reg.finish(req, "answered")
     assert req.state == "done" and len(reg) == 0
     assert reg.closed_reason("r1") == "answered"
     with pytest.raises(NotOpen, match=r"not open \(answered\)"):
-        reg.find_open("r1")
+        reg.find_open("r1", "tab1")
 
 
 def test_only_the_first_of_concurrent_answers_is_taken():
@@ -73,16 +74,16 @@ def test_only_the_first_of_concurrent_answers_is_taken():
     with ThreadPoolExecutor(8) as pool:
         assert sorted(pool.map(try_claim, range(8))) == [False] * 7 + [True]
     with pytest.raises(NotOpen, match="being answered"):
-        reg.find_open("r1")
+        reg.find_open("r1", "tab1")
 
 
 def test_a_failed_write_releases_the_request_for_another_answer():
     reg = PickerRegistry()
     req = opened(reg)
     reg.claim(req)
-    assert reg.pending() == []
+    assert reg.pending("tab1") == []
     reg.release(req)
-    assert req.state == "open" and [p["request_id"] for p in reg.pending()] == ["r1"]
+    assert req.state == "open" and [p["request_id"] for p in reg.pending("tab1")] == ["r1"]
     ans = answer(reg, req)
     assert reg.wait(req, timeout_s=1, poll_s=0.01) is ans
 
@@ -91,7 +92,9 @@ def test_timeout_closes_an_open_request_and_refuses_a_late_answer():
     reg = PickerRegistry()
     req = opened(reg)
     assert reg.wait(req, timeout_s=0.05, poll_s=0.01) is None
-    assert req.state == "done" and reg.pending() == [] and reg.closed_reason("r1") == "timeout"
+    assert (
+        req.state == "done" and reg.pending("tab1") == [] and reg.closed_reason("r1") == "timeout"
+    )
     with pytest.raises(NotOpen, match=r"not open \(timeout\)"):
         reg.claim(req)
 
@@ -132,17 +135,17 @@ def test_waiting_forever_and_interrupting():
 def test_cancel_wakes_the_node_and_only_an_open_request_can_be_cancelled():
     reg = PickerRegistry()
     req = opened(reg)
-    reg.cancel("r1")
+    reg.cancel("r1", "tab1")
     with pytest.raises(PickerCancelled, match="cancelled by the artist"):
         reg.wait(req, timeout_s=5, poll_s=0.01)
     with pytest.raises(NotOpen, match=r"cancelled"):
-        reg.cancel("r1")
+        reg.cancel("r1", "tab1")
     with pytest.raises(NotOpen, match="unknown request id"):
-        reg.cancel("nope")
+        reg.cancel("nope", "tab1")
     other = opened(reg, "r2")
     reg.claim(other)
     with pytest.raises(NotOpen, match="being answered"):
-        reg.cancel("r2")
+        reg.cancel("r2", "tab1")
 
 
 def test_the_node_finish_has_the_last_word_on_the_reason():
@@ -163,10 +166,67 @@ def test_every_way_of_closing_keeps_only_the_last_reasons(how):
         elif how == "close":
             reg.close(req, "timeout")
         elif how == "cancel":
-            reg.cancel(f"r{i}")
+            reg.cancel(f"r{i}", "tab1")
         else:
             reg.wait(req, timeout_s=0.001, poll_s=0.001)
     assert len(reg) == 0
     assert [reg.closed_reason(f"r{i}") is None for i in range(5)] == [True, True] + [False] * 3
     with pytest.raises(NotOpen, match="unknown request id"):
-        reg.find_open("r0")
+        reg.find_open("r0", "tab1")
+
+
+def test_a_request_is_listed_only_to_the_client_that_queued_it():
+    reg = PickerRegistry()
+    opened(reg, "r1", "tab1")
+    opened(reg, "r2", "tab2")
+    opened(reg, "r3", None)  # a script's prompt queued without a client id
+    opened(reg, "r4", "")  # an empty client id is no client id
+    assert [p["request_id"] for p in reg.pending("tab1")] == ["r1"]
+    assert [p["request_id"] for p in reg.pending("tab2")] == ["r2"]
+    assert [p["request_id"] for p in reg.pending(None)] == ["r3", "r4"]  # never every client's
+    assert [p["request_id"] for p in reg.pending("")] == ["r3", "r4"]
+    assert reg.pending("tab3") == []
+
+
+@pytest.mark.parametrize("caller", ["tab2", None, "", "TAB1"])
+def test_another_client_can_neither_answer_nor_cancel_and_nothing_changes(caller):
+    reg = PickerRegistry()
+    req = opened(reg, "r1", "tab1")
+    with pytest.raises(NotYours, match="queued by another client.*Nothing was recorded"):
+        reg.find_open("r1", caller)
+    with pytest.raises(NotYours, match="queued by another client"):
+        reg.cancel("r1", caller)
+    assert req.state == "open" and not req.future.done()
+    assert [p["request_id"] for p in reg.pending("tab1")] == ["r1"]
+    assert reg.find_open("r1", "tab1") is req  # the owner still can
+    reg.cancel("r1", "tab1")
+    with pytest.raises(PickerCancelled):
+        reg.wait(req, timeout_s=1, poll_s=0.01)
+    # Closed, the request stays its owner's: another client learns nothing of why it closed.
+    with pytest.raises(NotYours):
+        reg.find_open("r1", caller)
+    with pytest.raises(NotOpen, match="cancelled"):
+        reg.find_open("r1", "tab1")
+
+
+def test_a_request_queued_without_a_client_id_is_answered_by_callers_without_one():
+    reg = PickerRegistry()
+    req = reg.open("r1", Cands(), {"request_id": "r1"}, "prof", 1)  # no client_id at all
+    assert req.client_id is None
+    with pytest.raises(NotYours):
+        reg.find_open("r1", "tab1")
+    assert reg.find_open("r1", None) is req
+    assert reg.find_open("r1", "") is req  # "" is no client id
+    reg.cancel("r1", None)
+    assert reg.closed_reason("r1") == "cancelled"
+
+
+def test_owners_are_forgotten_with_the_reasons():
+    reg = PickerRegistry(finished_kept=2)
+    for i in range(4):
+        reg.finish(opened(reg, f"r{i}", f"tab{i}"), "answered")
+    with pytest.raises(NotOpen, match="unknown request id"):
+        reg.find_open("r0", "tab3")  # forgotten: unknown to everyone
+    with pytest.raises(NotYours):
+        reg.find_open("r3", "tab0")
+    assert len(reg._owners) == 2

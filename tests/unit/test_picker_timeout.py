@@ -24,7 +24,7 @@ def test_a_write_that_never_ends_does_not_hold_the_picker_past_the_grace():
     reg.release(req)  # the write fails late: nothing reopens a finished request
     reg.answer(req, Answer([1.0, -1.0], {}))  # or it succeeds late: recorded, nobody waits
     try:
-        reg.find_open("r1")
+        reg.find_open("r1", None)
     except NotOpen as e:
         assert "timeout" in str(e)
     else:
