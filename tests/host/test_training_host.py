@@ -2,13 +2,16 @@
 offloaded weights; the model-kind table against the host's own model-sampling classes."""
 
 import sys
+import time
+import uuid
 
 import pytest
 from papa_graphs import labelled_round
 
 from comfy_papa.profile.store import Profile
-from harness.graph import run
+from harness.graph import interrupt, queue, run, wait
 from harness.paths import COMFYUI
+from harness.ws import WsClient
 
 
 def _profile(server, name):
@@ -42,6 +45,28 @@ def test_offloaded_weights_still_train_every_adapter(own_comfy, checkpoint_name)
     assert ups and all(float(v.abs().max()) > 0 for v in ups.values()), [
         k for k, v in ups.items() if float(v.abs().max()) == 0
     ]
+
+
+def test_interrupt_stops_training_within_a_step_and_commits_nothing(comfy, checkpoint_name):
+    """Cancel while the round trains (the Fine-tune node has reported a step): the run ends
+    interrupted long before its 10000 steps and the profile stays where it was."""
+    client = uuid.uuid4().hex
+    ws = WsClient(comfy.url, client)
+    try:
+        g = labelled_round(checkpoint_name, "ft-interrupt", "+ - +", steps=10000)
+        prompt_id = queue(comfy.url, g, client)
+        deadline = time.monotonic() + 240
+        while not any(d.get("node") == "ft" for d in ws.of_type("progress")):
+            assert time.monotonic() < deadline, "training never reported a step"
+            time.sleep(0.1)
+        interrupt(comfy.url)
+        result = wait(comfy.url, prompt_id, 120)
+    finally:
+        ws.close()
+    assert result.interrupted() and not result.ok
+    steps = [d["value"] for d in ws.of_type("progress") if d.get("node") == "ft"]
+    assert max(steps) < 10000, max(steps)
+    assert _profile(comfy, "ft-interrupt").round == 0
 
 
 @pytest.fixture(scope="module")
