@@ -17,6 +17,8 @@ import torch
 from torch import Tensor
 
 from .schedule import (
+    MODEL_KINDS,
+    VARIANCE_EXPLODING_KINDS,
     ModelKind,
     cut_index,
     elbo_weights,
@@ -93,16 +95,16 @@ class PapaConfig:
 
 
 def noise_x(x0: Tensor, noise: Tensor, sigma: Tensor, kind: ModelKind) -> Tensor:
-    """Forward noising: x = x0 + sigma eps (eps, v) or x = sigma eps + (1 - sigma) x0 (flow).
+    """Forward noising: x = x0 + sigma eps (eps, v, x0) or x = sigma eps + (1 - sigma) x0 (flow).
 
     `sigma` has one entry per batch element.
     """
     s = sigma.reshape(-1, *([1] * (x0.ndim - 1))).to(x0.dtype)
-    if kind in ("eps", "v"):
+    if kind in VARIANCE_EXPLODING_KINDS:
         return x0 + s * noise
     if kind == "flow":
         return s * noise + (1 - s) * x0
-    raise ValueError(f"unknown model kind {kind!r}; expected 'eps', 'v' or 'flow'.")
+    raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}.")
 
 
 def denoise_error(x0_pred: Tensor, x0: Tensor) -> Tensor:

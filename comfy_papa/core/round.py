@@ -100,6 +100,23 @@ def sample_indices(weights: Tensor, batch: int, generator: torch.Generator) -> T
     return torch.multinomial(w, min(batch, eligible), replacement=False, generator=generator).cpu()
 
 
+def adapter_groups(names: list[str]) -> dict[str, list[int]]:
+    """The adapter module of each trainable tensor, by index into `names`: the name less its
+    factor ("x.lora_up.weight" and "x.lora_down.weight" -> "x"), else the name itself."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        module = name
+        for suffix in (".lora_up.weight", ".lora_down.weight"):
+            if name.endswith(suffix):
+                module = name[: -len(suffix)]
+        groups.setdefault(module, []).append(i)
+    return groups
+
+
+class AdapterCoverageError(ValueError):
+    """Some adapter modules received no gradient in a whole round: the model ran without them."""
+
+
 @contextlib.contextmanager
 def swapped(params: list[Tensor], values: list[Tensor]) -> Iterator[None]:
     """Temporarily give `params` the tensors `values` (same shapes) without touching autograd."""
@@ -165,6 +182,10 @@ class RoundLoop:
         self.passes = 0
         self.reference_passes = 0
         self.seconds = 0.0
+        # Which tensors had a non-zero gradient at least once this round (one flag each, kept on
+        # the adapter's device so counting costs no synchronisation per step).
+        self.groups = adapter_groups(self.names)
+        self._grad_seen: Tensor | None = None
 
     def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
         """One step's (sample, timestep) pairs: a replay minibatch (`replay_weights`) expanded
@@ -249,9 +270,64 @@ class RoundLoop:
             self.reference_passes += len(b["sigma"]) * (2 if need_ref else 1)  # no-grad forwards
             if guarded_step(self.optimizer, loss, stats["loss"], params):
                 self.losses.append(stats["loss"])
+                self._note_gradients(params)
             else:
                 self.skipped_steps += 1
             self.last_stats = stats
             if on_step is not None:
                 on_step(step + 1, steps, stats)
         self.seconds = time.perf_counter() - start
+        self.check_coverage()
+
+    def _note_gradients(self, params: list[Tensor]) -> None:
+        if not params:
+            return
+        device = params[0].device
+        flags = torch.stack(
+            [
+                (p.grad.detach() != 0).any().to(device)
+                if p.grad is not None
+                else torch.zeros((), dtype=torch.bool, device=device)
+                for p in params
+            ]
+        )
+        self._grad_seen = flags if self._grad_seen is None else self._grad_seen | flags
+
+    def untrained_modules(self) -> list[str]:
+        """Adapter modules none of whose tensors had a non-zero gradient in any step so far.
+
+        Counted per module, not per tensor: with peft's start (up = 0) a fresh adapter's down
+        factor has a zero gradient until up has moved, so a one-step round legitimately leaves
+        it at zero."""
+        seen = [False] * len(self.names) if self._grad_seen is None else self._grad_seen.tolist()
+        return [m for m, idx in self.groups.items() if not any(seen[i] for i in idx)]
+
+    def coverage_hint(self) -> str:
+        """What to do when adapters got no gradient; backends say how that happens there."""
+        return (
+            "The backend ran these layers without their adapter. Nothing was saved; report this "
+            "with the model you used."
+        )
+
+    def check_coverage(self) -> None:
+        """Fail loudly if any adapter module received no gradient in the whole round: it was
+        neither trained nor (most likely) applied, and saving it would pass an untrained layer
+        off as trained.
+
+        Not checked when no step was taken (the caller reports the non-finite losses) or when
+        nothing could move: no like yet and no adapter got any gradient (the objective is then
+        zero by design, see `dislike_scale`)."""
+        if not self.losses:
+            return
+        missing = self.untrained_modules()
+        if not missing:
+            return
+        no_likes = not bool((self.replay.labels > 0).any())
+        if no_likes and len(missing) == len(self.groups):
+            return
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise AdapterCoverageError(
+            f"{len(missing)} of {len(self.groups)} adapter modules received no gradient in this "
+            f"round's {len(self.losses)} training steps ({shown}), so they were not trained and "
+            f"would be saved as if they were. {self.coverage_hint()}"
+        )

@@ -2,8 +2,11 @@
 
 Conventions. A model family ("kind") fixes how a clean latent x0 is noised at level sigma:
 
-- "eps" and "v" (variance preserving, ComfyUI's EPS/V_PREDICTION): x = x0 + sigma * eps, so
-  SNR = 1 / sigma^2 and sigma_t = sqrt((1 - abar_t) / abar_t) for a discrete DDPM schedule.
+- "eps", "v" and "x0" (variance preserving, ComfyUI's EPS / V_PREDICTION / X0):
+  x = x0 + sigma * eps, so SNR = 1 / sigma^2 and sigma_t = sqrt((1 - abar_t) / abar_t) for a
+  discrete DDPM schedule. The three differ only in what the network outputs (noise, velocity,
+  the clean latent); the host turns that output into x0, so the core treats them alike and the
+  kind names what was trained.
 - "flow" (rectified flow, ComfyUI's CONST): x = sigma * eps + (1 - sigma) * x0, so
   SNR = ((1 - sigma) / sigma)^2.
 
@@ -19,8 +22,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-ModelKind = Literal["eps", "v", "flow"]
-MODEL_KINDS: tuple[str, ...] = ("eps", "v", "flow")
+ModelKind = Literal["eps", "v", "x0", "flow"]
+MODEL_KINDS: tuple[str, ...] = ("eps", "v", "x0", "flow")
+# Kinds noised as x = x0 + sigma * eps (SNR = 1 / sigma^2).
+VARIANCE_EXPLODING_KINDS: tuple[str, ...] = ("eps", "v", "x0")
 
 
 def _check_sigmas(sigmas: Tensor) -> None:
@@ -39,9 +44,9 @@ def _check_sigmas(sigmas: Tensor) -> None:
 
 
 def snr(sigmas: Tensor, kind: ModelKind) -> Tensor:
-    """Signal-to-noise ratio: 1/sigma^2 for eps/v (x = x0 + sigma eps), ((1-sigma)/sigma)^2 for flow
-    (x = sigma eps + (1-sigma) x0)."""
-    if kind in ("eps", "v"):
+    """Signal-to-noise ratio: 1/sigma^2 for eps/v/x0 (x = x0 + sigma eps), ((1-sigma)/sigma)^2 for
+    flow (x = sigma eps + (1-sigma) x0)."""
+    if kind in VARIANCE_EXPLODING_KINDS:
         return sigmas.reciprocal().square()
     if kind == "flow":
         return ((1 - sigmas) / sigmas).square()

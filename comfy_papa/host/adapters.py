@@ -7,6 +7,7 @@ the base model denoises below it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import comfy.patcher_extension
@@ -18,6 +19,9 @@ from .models import PERSONALISED_KEY
 
 WRAPPER_KEY = "comfy_papa.epapa_gate"
 ADAPTER_SUFFIXES = (".lora_up.weight", ".lora_down.weight", ".alpha")
+# Test-only: leave the first N trainable adapters unattached (no weight wrapper), as a host that
+# skips a layer's weight functions would; training must then fail, not save them untrained.
+TEST_UNATTACHED_ENV = "COMFY_PAPA_TEST_UNATTACHED"
 
 
 class Gate:
@@ -39,8 +43,10 @@ class GatedAdapter(torch.nn.Module):
         super().__init__()
         self.inner = inner
         self.gate = gate
+        self.calls = 0  # how often the host applied this wrapper (diagnostics)
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
         return self.inner(w) if self.gate.on else w
 
     def passive_memory_usage(self) -> int:
@@ -59,6 +65,12 @@ class AdapterSet:
     modules: dict[str, torch.nn.Module] = field(default_factory=dict)
     rank: int = 8
     alpha: float = 8.0
+    wrappers: dict[str, GatedAdapter] = field(default_factory=dict)
+
+    def calls(self, name: str) -> int:
+        """How often the host applied module `name`'s adapter (0: never, or not attached)."""
+        wrapper = self.wrappers.get(name)
+        return wrapper.calls if wrapper is not None else 0
 
     def parameters(self) -> dict[str, torch.nn.Parameter]:
         return {
@@ -131,9 +143,10 @@ def attach_trainable(
     gate = Gate()
     aset = AdapterSet(gate, rank=rank, alpha=alpha)
     lora = adapter_maps["LoRA"]
+    unattached = int(os.environ.get(TEST_UNATTACHED_ENV, "0") or 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for name, m in adaptable_modules(mp):
+        for i, (name, m) in enumerate(adaptable_modules(mp)):
             train = lora.create_train(m.weight, rank=rank, alpha=alpha)
             if existing:
                 up, down = f"{name}.lora_up.weight", f"{name}.lora_down.weight"
@@ -150,8 +163,11 @@ def attach_trainable(
                 init_like_peft(train)
             train = train.to(torch.float32)
             aset.modules[name] = train
-            mp.add_weight_wrapper(f"{name}.weight", GatedAdapter(train, gate))
-        adapted = set(aset.modules)
+            if i < unattached:
+                continue
+            aset.wrappers[name] = GatedAdapter(train, gate)
+            mp.add_weight_wrapper(f"{name}.weight", aset.wrappers[name])
+        adapted = set(aset.wrappers)
         for name, m in mp.model.named_modules():
             if not hasattr(m, "weight_function"):
                 continue

@@ -15,7 +15,14 @@ from ..profile.store import Profile, RoundState
 from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
 from .conditioning import conditioning_to_tensors, tensors_to_conditioning
 from .models import model_fingerprint, require_base_model
-from .train import TrainingRound, TrainSettings, host_round, run_training, schedule_sigmas
+from .train import (
+    TrainingRound,
+    TrainSettings,
+    host_round,
+    run_training,
+    schedule_sigmas,
+    training_clone,
+)
 
 
 def record_if_new(profile: Profile, fb: Feedback) -> str:
@@ -98,7 +105,7 @@ def finetune(
         )
     # Graph execution runs under inference mode; adapters must be created outside it.
     with torch.inference_mode(False):
-        mp = model.clone()
+        mp = training_clone(model)  # never a dynamic-VRAM patcher (ComfyUI 0.38+)
         adapters = attach_trainable(
             mp, settings.rank, settings.alpha, state.adapter or None, settings.seed
         )

@@ -1,11 +1,14 @@
 """The backend-neutral round (core.round) without any host: seeds, replay weighting, the loop."""
 
+import pytest
 import torch
 
 from comfy_papa.core.objective import PapaConfig, mc_timestep_batch, papa_loss, stratified_timesteps
 from comfy_papa.core.replay import ReplayBuffer
 from comfy_papa.core.round import (
+    AdapterCoverageError,
     RoundLoop,
+    adapter_groups,
     density_weights,
     dislike_scale,
     replay_weights,
@@ -166,3 +169,74 @@ def test_paired_batches_noise_each_dislike_like_its_like():
     noise, idx = b["noise"].reshape(6, 2, -1), b["idx"].reshape(6, 2)
     assert torch.equal(noise[:3], noise[3:]) and torch.equal(idx[:3], idx[3:])
     assert not torch.equal(noise[0], noise[1])
+
+
+class _ToyLora(torch.nn.Module):
+    """Two LoRA-style adapters ("a", "b") adding up @ down to the toy denoiser's output, started
+    as peft starts them (up = 0, so down's gradient is zero at the first step). `skip` names the
+    adapters the 'host' leaves out of the forward, as a host that drops a weight wrapper would."""
+
+    def __init__(self, skip=()):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.skip = set(skip)
+        for name in ("a", "b"):
+            m = torch.nn.Module()
+            m.lora_up = torch.nn.Linear(2, 16, bias=False)
+            m.lora_down = torch.nn.Linear(1, 2, bias=False)
+            with torch.no_grad():
+                m.lora_up.weight.zero_()
+                m.lora_down.weight.copy_(torch.randn(2, 1, generator=g))
+            self.add_module(name, m)
+
+    def params(self):
+        return {
+            f"{n}.{f}.weight": getattr(getattr(self, n), f).weight
+            for n in ("a", "b")
+            for f in ("lora_up", "lora_down")
+        }
+
+    def predict(self, b: dict, adapter_on: bool) -> torch.Tensor:
+        s = b["sigma"].reshape(-1, 1, 1, 1).float()
+        out = (b["x0"] + s * b["noise"]) / (1 + s * s)
+        if adapter_on:
+            for n in ("a", "b"):
+                if n not in self.skip:
+                    m = getattr(self, n)
+                    out = out + (m.lora_up.weight @ m.lora_down.weight).reshape(1, 1, 4, 4)
+        return out
+
+
+def _lora_round(toy, labels, steps):
+    replay = _replay(labels)
+    settings = FinetuneSettings(steps=steps, learning_rate=0.05)
+    job = RoundLoop(toy.params(), replay, settings, {}, round_seed(0, 1))
+    job.train(
+        toy.predict, replay.latents, replay.labels, replay.cond["group"], SIGMAS, "eps", "cpu"
+    )
+    return job
+
+
+def test_adapter_groups_count_both_factors_of_a_module_as_one():
+    names = ["x.lora_up.weight", "x.lora_down.weight", "y.lora_up.weight", "offset"]
+    assert adapter_groups(names) == {"x": [0, 1], "y": [2], "offset": [3]}
+
+
+def test_a_one_step_round_of_fresh_adapters_counts_as_covered():
+    """At step 1 a fresh adapter's down factor has a zero gradient (up is zero): coverage is
+    counted per module, so this is not mistaken for a skipped adapter."""
+    toy = _ToyLora()
+    job = _lora_round(toy, [1, -1, 1], steps=1)
+    assert float(toy.a.lora_down.weight.grad.abs().max()) == 0.0
+    assert job.untrained_modules() == []
+
+
+def test_an_adapter_the_model_never_ran_fails_the_round_loudly():
+    toy = _ToyLora(skip={"b"})
+    with pytest.raises(AdapterCoverageError, match=r"1 of 2 adapter modules .*\(b\)"):
+        _lora_round(toy, [1, -1, 1], steps=3)
+
+
+def test_a_round_without_likes_trains_nothing_and_is_not_a_coverage_failure():
+    job = _lora_round(_ToyLora(), [-1, -1, 0], steps=2)
+    assert job.losses and len(job.untrained_modules()) == 2

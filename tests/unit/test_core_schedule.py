@@ -84,7 +84,16 @@ def test_elbo_weights_reject_descending_sampler_sigmas(betas):
 
 def test_unknown_kind_is_rejected():
     with pytest.raises(ValueError, match="kind"):
-        snr(torch.ones(3), "x0")
+        snr(torch.ones(3), "img_to_img")
+
+
+def test_x0_models_are_noised_and_weighted_like_eps_and_v(betas):
+    """x0-, eps- and v-predicting models share x = x0 + sigma eps; only the output differs, and
+    the host turns that into x0, so SNR and the ELBO weights are the same."""
+    sigmas = discrete_sigmas_from_betas(betas)
+    for kind in ("v", "x0"):
+        assert torch.equal(snr(sigmas, kind), snr(sigmas, "eps"))
+        assert torch.equal(elbo_weights(sigmas, kind), elbo_weights(sigmas, "eps"))
 
 
 def test_cut_index_and_sigma_cut_follow_reference_epapa_k(betas):
