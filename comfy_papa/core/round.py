@@ -186,6 +186,7 @@ class RoundLoop:
         # the adapter's device so counting costs no synchronisation per step).
         self.groups = adapter_groups(self.names)
         self._grad_seen: Tensor | None = None
+        self.idle_modules: list[str] = []  # applied but without gradient (check_coverage)
 
     def make_batch(self, gen, x0_all, labels_all, groups_all, sigmas, kind, device) -> dict:
         """One step's (sample, timestep) pairs: a replay minibatch (`replay_weights`) expanded
@@ -302,32 +303,42 @@ class RoundLoop:
         seen = [False] * len(self.names) if self._grad_seen is None else self._grad_seen.tolist()
         return [m for m, idx in self.groups.items() if not any(seen[i] for i in idx)]
 
+    def module_applied(self, name: str) -> bool:
+        """Whether the backend ran this adapter module in the round. A backend that can tell
+        (the ComfyUI host counts its weight wrappers' calls) overrides this; by default every
+        module counts as applied (peft layers always run while enabled)."""
+        return True
+
     def coverage_hint(self) -> str:
-        """What to do when adapters got no gradient; backends say how that happens there."""
+        """What to do when adapters were not applied; backends say how that happens there."""
         return (
             "The backend ran these layers without their adapter. Nothing was saved; report this "
             "with the model you used."
         )
 
     def check_coverage(self) -> None:
-        """Fail loudly if any adapter module received no gradient in the whole round: it was
-        neither trained nor (most likely) applied, and saving it would pass an untrained layer
-        off as trained.
+        """Fail loudly if an adapter module received no gradient in the whole round because the
+        backend never applied it: it was neither trained nor applied, and saving it would pass an
+        untrained layer off as trained.
 
-        Not checked when no step was taken (the caller reports the non-finite losses) or when
-        nothing could move: no like yet and no adapter got any gradient (the objective is then
-        zero by design, see `dislike_scale`)."""
+        A module that ran but got no gradient is not a failure: its layer does not affect this
+        model's prediction for these inputs (the digits model's cross-attention to its all-zero
+        context token). Those are listed in `idle_modules`. Not checked when no step was taken
+        (the caller reports the non-finite losses) or when nothing could move: no like yet and no
+        adapter got any gradient (the objective is then zero by design, see `dislike_scale`)."""
         if not self.losses:
             return
         missing = self.untrained_modules()
-        if not missing:
+        self.idle_modules = [m for m in missing if self.module_applied(m)]
+        skipped = [m for m in missing if not self.module_applied(m)]
+        if not skipped:
             return
         no_likes = not bool((self.replay.labels > 0).any())
         if no_likes and len(missing) == len(self.groups):
             return
-        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
         raise AdapterCoverageError(
-            f"{len(missing)} of {len(self.groups)} adapter modules received no gradient in this "
+            f"{len(skipped)} of {len(self.groups)} adapter modules were never applied in this "
             f"round's {len(self.losses)} training steps ({shown}), so they were not trained and "
             f"would be saved as if they were. {self.coverage_hint()}"
         )

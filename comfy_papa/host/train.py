@@ -169,24 +169,18 @@ class TrainingRound(RoundLoop):
         self.progress = progress
         self.patcher = None  # the ModelPatcher trained on (set by run_training)
 
+    def module_applied(self, name: str) -> bool:
+        return self.adapters.calls(name) > 0
+
     def coverage_hint(self) -> str:
-        missing = self.untrained_modules()
-        never = sum(1 for m in missing if self.adapters.calls(m) == 0)
-        hint = (
-            f"ComfyUI never applied {never} of them (their weight wrapper was not called). This "
-            "happens when the model is loaded in a way that skips weight functions: dynamic VRAM "
-            "(ComfyUI 0.38+ on NVIDIA), a partially loaded / offloaded model, or a custom node "
-            "that replaces the layers' weight functions. Nothing was saved. Start ComfyUI with "
-            "--disable-dynamic-vram, remove model-patching custom nodes between the loader and "
-            "Fine-tune, and queue again; if it persists, report it with your ComfyUI version and "
-            "model."
+        return (
+            "Their weight wrapper was never called: the model was loaded in a way that skips "
+            "weight functions (dynamic VRAM on ComfyUI 0.38+ with NVIDIA, a partially loaded / "
+            "offloaded model, or a custom node that replaces the layers' weight functions). "
+            "Nothing was saved. Start ComfyUI with --disable-dynamic-vram, remove model-patching "
+            "custom nodes between the loader and Fine-tune, and queue again; if it persists, "
+            "report it with your ComfyUI version and model."
         )
-        if never < len(missing):
-            hint += (
-                f" The other {len(missing) - never} ran but did not affect the prediction (a "
-                "layer this model does not use for these inputs): report that with the model."
-            )
-        return hint
 
     def _predict(self, model_wrap, extra_args, x, sigma, groups) -> torch.Tensor:
         """Denoised x0 for each pair, running the model once per conditioning group."""

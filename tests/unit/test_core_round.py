@@ -231,10 +231,41 @@ def test_a_one_step_round_of_fresh_adapters_counts_as_covered():
     assert job.untrained_modules() == []
 
 
+class _Unapplied(RoundLoop):
+    """A backend that knows which modules it ran (as the ComfyUI host counts wrapper calls)."""
+
+    def __init__(self, *args, ran: set[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ran = ran
+
+    def module_applied(self, name: str) -> bool:
+        return name in self.ran
+
+
+def _round_of(cls, toy, labels, steps, **kw):
+    replay = _replay(labels)
+    settings = FinetuneSettings(steps=steps, learning_rate=0.05)
+    job = cls(toy.params(), replay, settings, {}, round_seed(0, 1), **kw)
+    job.train(
+        toy.predict, replay.latents, replay.labels, replay.cond["group"], SIGMAS, "eps", "cpu"
+    )
+    return job
+
+
 def test_an_adapter_the_model_never_ran_fails_the_round_loudly():
     toy = _ToyLora(skip={"b"})
     with pytest.raises(AdapterCoverageError, match=r"1 of 2 adapter modules .*\(b\)"):
-        _lora_round(toy, [1, -1, 1], steps=3)
+        _round_of(_Unapplied, toy, [1, -1, 1], steps=3, ran={"a"})
+
+
+def test_an_applied_adapter_without_gradient_is_idle_not_a_failure():
+    """A layer that ran but does not affect the prediction (the digits model's cross-attention
+    to its all-zero context) gets no gradient: listed as idle, the round succeeds."""
+    toy = _ToyLora(skip={"b"})
+    job = _round_of(_Unapplied, toy, [1, -1, 1], steps=3, ran={"a", "b"})
+    assert job.idle_modules == ["b"]
+    plain = _lora_round(_ToyLora(skip={"b"}), [1, -1, 1], steps=3)
+    assert plain.idle_modules == ["b"]  # the default backend counts every module as applied
 
 
 def test_a_round_without_likes_trains_nothing_and_is_not_a_coverage_failure():
