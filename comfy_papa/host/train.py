@@ -19,9 +19,6 @@ from ..core.round import RoundLoop
 from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
 
-# The node's settings; one definition with the diffusers backend's (core.settings).
-TrainSettings = FinetuneSettings
-
 
 def model_kind(model_sampling) -> str:
     """The core's name of a ComfyUI model family: flow (CONST), v, or eps."""
@@ -51,7 +48,7 @@ class TrainingRound(RoundLoop):
         adapters: AdapterSet,
         replay: ReplayBuffer,
         group_conds: list,
-        settings: TrainSettings,
+        settings: FinetuneSettings,
         optimizer_state: dict[str, torch.Tensor],
         round_seed: int,
         progress=None,
@@ -119,7 +116,7 @@ class TrainingRound(RoundLoop):
             predict,
             x0_all,
             self.replay.labels.to(device, dtype),
-            self.replay.cond["group"].to(device),
+            self.replay.groups.to(device),
             schedule_sigmas(ms),
             model_kind(ms),
             device,
