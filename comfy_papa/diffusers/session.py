@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..core.objective import noise_x
-from ..core.replay import CondGroups
+from ..core.replay import GROUP_KEY, CondGroups
 from ..core.round import RoundLoop, round_seed
 from ..core.schedule import cut_index
 from ..core.settings import FinetuneSettings
@@ -245,7 +245,7 @@ class PapaSession:
 
         def predict(b: dict, adapter_on: bool) -> torch.Tensor:
             x = noise_x(b["x0"], b["noise"], b["sigma"], den.kind)
-            ctx = None if contexts is None else contexts[b["cond"]["group"]]
+            ctx = None if contexts is None else contexts[b["cond"][GROUP_KEY]]
             self.adapter.enable(adapter_on)
             try:
                 return den(x, b["idx"], ctx)

@@ -14,7 +14,7 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.replay import ReplayBuffer
+from ..core.replay import GROUP_KEY, ReplayBuffer
 from ..core.round import RoundLoop
 from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
@@ -100,7 +100,7 @@ class TrainingRound(RoundLoop):
             x_noisy = ms.noise_scaling(sigma, b["noise"].to(dtype), b["x0"])
             self.adapters.gate.on = adapter_on
             try:
-                return self._predict(model_wrap, extra_args, x_noisy, sigma, b["cond"]["group"])
+                return self._predict(model_wrap, extra_args, x_noisy, sigma, b["cond"][GROUP_KEY])
             finally:
                 self.adapters.gate.on = True
 
