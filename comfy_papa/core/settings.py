@@ -96,8 +96,6 @@ class FinetuneSettings:
             values[f.name] = value
         try:
             return cls(**values)
-        except SettingsError:
-            raise
         except ValueError as e:
             raise SettingsError(f"the recorded settings are out of range: {e}") from e
 
