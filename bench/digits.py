@@ -56,7 +56,7 @@ HERE = Path(__file__).resolve().parent
 
 METHODS = ("bestofn", "papa", "epapa", "d3po", "kto")
 
-# Fine-tune hyper-parameters per method: names of the PAPA Fine-tune node's inputs (TrainSettings),
+# Fine-tune hyper-parameters per method: the PAPA Fine-tune node's inputs (FinetuneSettings),
 # plus a baseline's own ones (beta, ratio_clip, sampling_steps (None: --steps): see
 # bench/digits_baselines.py). PAPA/EPAPA run with the node's defaults. The baselines get the same
 # adapter, replay and steps per round (10), and learning rates of their own. Those were first

@@ -26,6 +26,7 @@ from comfy_papa.core.baselines import (
     pair_likes_dislikes,
 )
 from comfy_papa.core.objective import denoise_error
+from comfy_papa.core.replay import GROUP_KEY
 from comfy_papa.core.round import RoundLoop
 from comfy_papa.core.schedule import snr
 
@@ -76,7 +77,7 @@ class KTORound(RoundLoop):
         return {
             "x0": x0_all[idx],
             "labels": labels_all[idx],
-            "cond": {"group": groups_all[idx]},
+            "cond": {GROUP_KEY: groups_all[idx]},
             "sigma": sig.to(device),
             "idx": t.to(device),
             "snr": snr(sig, "eps").to(device, torch.float32),
@@ -163,7 +164,7 @@ class D3PORound(RoundLoop):
         return {
             "x0": x0_all[idx],
             "labels": labels_all[idx],
-            "cond": {"group": groups_all[idx]},
+            "cond": {GROUP_KEY: groups_all[idx]},
             "sigma": sigmas[t].to(device),
             "idx": t.to(device),
             "sigma_prev": sigmas[t - jump].to(device),

@@ -143,9 +143,9 @@ class ComfyDigits:
     def _baseline(self, fb, profile) -> bool:
         """One baseline round through `finetune`; False (labels kept, nothing trained) when D3PO
         has no same-round like/dislike pair yet."""
+        from comfy_papa.core.settings import FinetuneSettings
         from comfy_papa.host.profiles import open_profile
         from comfy_papa.host.rounds import finetune, record_if_new
-        from comfy_papa.host.train import TrainSettings
 
         p = open_profile(self.profile_name, create=False)
         self._held_rounds.append((list(fb.labels), fb.round))
@@ -160,5 +160,5 @@ class ComfyDigits:
         if "sampling_steps" in params and params["sampling_steps"] is None:
             params["sampling_steps"] = self.settings["steps"]  # D3PO: the candidates' sampler
         round_cls = configured(ROUNDS[self.method], **params)
-        finetune(self.base, fb, p, TrainSettings(**kw), round_cls=round_cls)
+        finetune(self.base, fb, p, FinetuneSettings(**kw), round_cls=round_cls)
         return True

@@ -44,12 +44,12 @@ def _time_ours(args, steps: int) -> float:
     model, cond, latents = _setup(args)
     import torch
 
+    from comfy_papa.core.settings import FinetuneSettings
     from comfy_papa.feedback import Feedback
     from comfy_papa.host.rounds import finetune
-    from comfy_papa.host.train import TrainSettings
     from comfy_papa.profile.store import Profile
 
-    settings = TrainSettings(
+    settings = FinetuneSettings(
         steps=steps,
         rank=args.rank,
         alpha=float(args.rank),

@@ -338,10 +338,10 @@ def run_child(args) -> dict:
         torch.set_flush_denormal(True)
     from comfy_extras.nodes_train import TrainLoraNode
 
+    from comfy_papa.core.settings import FinetuneSettings
     from comfy_papa.feedback import Feedback
     from comfy_papa.host.rounds import finetune
     from comfy_papa.host.sampling import sample_candidates
-    from comfy_papa.host.train import TrainSettings
     from comfy_papa.profile.store import Profile
 
     arch = args.child
@@ -365,10 +365,10 @@ def run_child(args) -> dict:
     latent = {"samples": torch.zeros((1, latent_channels, size // 8, size // 8))}
     sampler, scheduler = "euler", "simple" if arch == "sd3" else "normal"
 
-    defaults = TrainSettings()
+    defaults = FinetuneSettings()
     ft_steps = args.ft_steps or cfg.get("ft_steps", defaults.steps)
     ft_timesteps = cfg.get("ft_timesteps", defaults.timesteps_per_sample)
-    settings = TrainSettings(
+    settings = FinetuneSettings(
         steps=ft_steps,
         timesteps_per_sample=ft_timesteps,
         gradient_checkpointing=args.checkpointing,
@@ -422,7 +422,7 @@ def run_child(args) -> dict:
         for method in ("PAPA", "EPAPA"):
             fb = Feedback(cands.latents, labels, list(cands.ids), positive)
             profile = Profile.open(Path(tmp), f"bench-{method.lower()}")
-            s = TrainSettings(**{**settings.as_dict(), "method": method})
+            s = FinetuneSettings(**{**settings.as_dict(), "method": method})
             meter.start()
             _m, _lora, stats = finetune(model, fb, profile, s)
             out[method.lower()] = meter.stop()

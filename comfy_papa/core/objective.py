@@ -20,6 +20,7 @@ from .schedule import (
     MODEL_KINDS,
     VARIANCE_EXPLODING_KINDS,
     ModelKind,
+    check_cut,
     cut_index,
     elbo_weights,
     gaussian_denoise_error,
@@ -85,8 +86,7 @@ class PapaConfig:
                 "c_anchor > 0 needs anchor_timesteps >= 1 (the timesteps the anchor is "
                 "evaluated at); set anchor_timesteps to 1, or c_anchor to 0."
             )
-        if not 0.0 <= self.cut < 1.0:
-            raise ValueError(f"cut must be in [0, 1) (0 = PAPA, 0.4 = EPAPA), got {self.cut}.")
+        check_cut(self.cut)
         if not 0.0 <= self.dislike_from < 1.0:
             raise ValueError(
                 f"dislike_from must be in [0, 1) (the fraction of the schedule, from the clean "

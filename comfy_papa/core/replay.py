@@ -1,14 +1,71 @@
 """Replay buffer of all labelled candidates so far, serialisable to safetensors."""
 
 import json
+import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 FORMAT = "comfy-papa-replay/1"
 _COND_PREFIX = "cond."
+# The replay's conditioning entry holding each candidate's index into `CondGroups`.
+GROUP_KEY = "group"
+_GROUP_NAME = re.compile(r"g([0-9]+)\.(.+)", re.DOTALL)
+
+
+@dataclass
+class CondGroups:
+    """The distinct conditionings (prompts) of a profile's labelled candidates, by group index.
+
+    Each group is a mapping of named tensors (ComfyUI: "cross_attn" and "opt.<name>"; diffusers:
+    "cross_attn"); a replayed candidate names its group in `ReplayBuffer.groups`. Stored flat
+    (`to_flat` / `from_flat`) as one tensor per "g<index>.<name>": a round's conds.safetensors.
+    A conditioning without tensors (no prompt) stores nothing: `index` gives it the next free
+    index, as the format always has.
+    """
+
+    groups: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+
+    @classmethod
+    def from_flat(cls, flat: Mapping[str, Tensor]) -> "CondGroups":
+        """Read "g<index>.<name>" tensors (a round's conds.safetensors)."""
+        groups: dict[int, dict[str, Tensor]] = {}
+        for key, value in flat.items():
+            m = _GROUP_NAME.fullmatch(key)
+            if m is None:
+                raise ValueError(
+                    f"conditioning tensor {key!r} is not named g<group>.<name>; this is not a "
+                    "comfy-papa conds file."
+                )
+            groups.setdefault(int(m.group(1)), {})[m.group(2)] = value
+        return cls(dict(sorted(groups.items())))
+
+    def to_flat(self) -> dict[str, Tensor]:
+        """The "g<index>.<name>" tensors, in group order: the inverse of `from_flat`."""
+        return {f"g{g}.{k}": v for g, tensors in self.items() for k, v in tensors.items()}
+
+    def index(self, cond: Mapping[str, Tensor]) -> int:
+        """The index of the stored group identical to `cond` (same names, shapes and values), or
+        a new index (one above the largest) under which `cond` is added."""
+        for g, mine in self.items():
+            if mine.keys() == cond.keys() and all(
+                mine[k].shape == v.shape and torch.equal(mine[k], v) for k, v in cond.items()
+            ):
+                return g
+        g = max(self.groups) + 1 if self.groups else 0
+        if cond:
+            self.groups[g] = dict(cond)
+        return g
+
+    def items(self) -> Iterator[tuple[int, dict[str, Tensor]]]:
+        """(index, tensors) of every stored group, by increasing index."""
+        return iter(sorted(self.groups.items()))
+
+    def __len__(self) -> int:
+        return len(self.groups)
 
 
 class ReplayBuffer:
@@ -81,6 +138,12 @@ class ReplayBuffer:
         self.rounds = grow(self.rounds if len(self) else None, rounds.long())
         self.cond = {k: grow(self.cond.get(k), v) for k, v in cond.items()}
         self.ids = self.ids + list(ids)
+
+    @property
+    def groups(self) -> Tensor:
+        """Each candidate's conditioning group, [N] long: an index into the round's
+        `CondGroups`."""
+        return self.cond[GROUP_KEY]
 
     def label_counts(self) -> dict[str, int]:
         """Number of liked (label > 0), disliked (< 0) and skipped (== 0) candidates."""

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .objective import mc_timestep_batch, papa_loss
 from .optim import guarded_step, restore_optimizer
-from .replay import ReplayBuffer
+from .replay import GROUP_KEY, ReplayBuffer
 
 Predict = Callable[[dict, bool], Tensor]
 OnStep = Callable[[int, int, dict], None]
@@ -195,7 +195,7 @@ class RoundLoop:
         idx = idx.to(device)
         b = mc_timestep_batch(
             x0_all[idx],
-            {"group": groups_all[idx]},
+            {GROUP_KEY: groups_all[idx]},
             labels_all[idx],
             sigmas,
             kind,

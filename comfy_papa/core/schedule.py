@@ -123,12 +123,17 @@ def gaussian_denoise_error(snr_t: Tensor) -> Tensor:
 def cut_index(T: int, cut: float) -> int:
     """EPAPA cut: first trained timestep floor(cut * T); the fraction `cut` of the schedule at the
     clean end is left to the base model (reference epapa_k = 400 of T = 1000 is cut = 0.4)."""
+    check_cut(cut)
+    return math.floor(cut * T)
+
+
+def check_cut(cut: float) -> None:
+    """The one rule for an EPAPA cut: a fraction in [0, 1) of the schedule."""
     if not 0.0 <= cut < 1.0:
         raise ValueError(
             f"cut must be a fraction in [0, 1) of the schedule from the clean end, got {cut}; "
             "use 0 for plain PAPA, e.g. 0.4 for EPAPA."
         )
-    return math.floor(cut * T)
 
 
 def sigma_cut(sigmas: Tensor, cut: float) -> float:

@@ -4,9 +4,11 @@ Torch-free apart from `PapaConfig`: the same names, defaults and validation on b
 profile's recorded settings mean the same thing whichever backend trained it.
 """
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
 
 from .objective import PapaConfig
+from .schedule import check_cut
 
 METHODS = ("PAPA", "EPAPA")
 # The Fine-tune node's tuned training inputs: what a template or a test copies from the defaults.
@@ -23,9 +25,18 @@ TUNED_INPUTS = (
 )
 
 
+class SettingsError(ValueError):
+    """Recorded settings that cannot be read back; the message names the field."""
+
+
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """One round's training settings (the PAPA Fine-tune node's inputs)."""
+    """One round's training settings (the PAPA Fine-tune node's inputs).
+
+    Validated once, when built (`__post_init__`: the method, the cut and every value
+    `PapaConfig` checks). A committed round records `as_dict()`; `from_dict` reads it back, with
+    the defaults below (the only place they are written) for the fields it lacks.
+    """
 
     method: str = "PAPA"
     cut: float = 0.4
@@ -51,9 +62,44 @@ class FinetuneSettings:
     paired: bool = True
     dislike_from: float = 0.3
 
-    def papa_config(self) -> PapaConfig:
+    def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be 'PAPA' or 'EPAPA', got {self.method!r}.")
+        check_cut(self.cut)
+        self.papa_config()
+
+    @classmethod
+    def from_dict(cls, record: Mapping) -> "FinetuneSettings":
+        """The settings a round recorded (`as_dict()`, read back from JSON).
+
+        Fields the record lacks (a profile written before they existed) take the defaults;
+        keys that are no field (one a later version dropped) are ignored here (the stored record
+        is left as it was). An int where a float belongs is read as that float; any other wrong
+        type, or a value out of range, raises `SettingsError` naming the field."""
+        if not isinstance(record, Mapping):
+            raise SettingsError(
+                f"the recorded settings are a {type(record).__name__}, not a mapping of names "
+                "to values."
+            )
+        values = {}
+        for f in fields(cls):
+            if f.name not in record:
+                continue
+            value, kind = record[f.name], _KINDS[f.name]
+            if kind is float and type(value) is int:
+                value = float(value)
+            if type(value) is not kind:
+                raise SettingsError(
+                    f"setting {f.name!r} is {value!r} ({type(value).__name__}); expected a "
+                    f"{kind.__name__}."
+                )
+            values[f.name] = value
+        try:
+            return cls(**values)
+        except ValueError as e:
+            raise SettingsError(f"the recorded settings are out of range: {e}") from e
+
+    def papa_config(self) -> PapaConfig:
         return PapaConfig(
             c_pref=self.c_pref,
             c_sim=self.c_sim,
@@ -87,3 +133,10 @@ class FinetuneSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# The type of each field, from its annotation: what `from_dict` accepts.
+_TYPES = {t.__name__: t for t in (str, int, float, bool)}
+_KINDS = {
+    f.name: f.type if isinstance(f.type, type) else _TYPES[f.type] for f in fields(FinetuneSettings)
+}

@@ -21,14 +21,14 @@ import torch
 from safetensors.torch import save_file
 
 from ..core.objective import noise_x
-from ..core.optim import flatten_optimizer
+from ..core.replay import GROUP_KEY, CondGroups
 from ..core.round import RoundLoop, round_seed
 from ..core.schedule import cut_index
 from ..core.settings import FinetuneSettings
 from ..profile.atomic import atomic_write
 from ..profile.names import ProfileError
-from ..profile.pending import merge_pending
-from ..profile.store import Profile, RoundState
+from ..profile.pending import commit_trained_round, merge_pending
+from ..profile.store import Profile
 from .adapters import PeftAdapter
 from .denoiser import Denoiser
 from .keys import peft_to_kohya
@@ -123,15 +123,17 @@ class PapaSession:
         return session
 
     @property
-    def settings(self) -> dict:
-        return self.profile.manifest.get("settings", {})
+    def settings(self) -> FinetuneSettings:
+        """The settings of the profile's current round (the defaults before the first)."""
+        return self.profile.settings
 
     # ---- sampling ------------------------------------------------------------------------
     def _gate(self):
         """EPAPA profiles: the adapter denoises timesteps >= the cut, the base model below."""
-        if self.settings.get("method") != "EPAPA":
+        settings = self.settings
+        if settings.method != "EPAPA":
             return None
-        k = cut_index(len(self.denoiser.sigmas), float(self.settings.get("cut", 0.4)))
+        k = cut_index(len(self.denoiser.sigmas), settings.cut)
         return lambda t: self.adapter.enable(t >= k)
 
     def sample(
@@ -220,10 +222,9 @@ class PapaSession:
         settings = FinetuneSettings(
             **{**overrides, "rank": self.adapter.rank, "alpha": self.adapter.alpha}
         )
-        settings.papa_config()  # validates before anything is read
         self.profile.check_base(self.fingerprint)
         state = self.profile.load_round()
-        replay, conds, consumed = merge_pending(self.profile, state)
+        replay, groups, consumed = merge_pending(self.profile, state)
         if len(replay) == 0 or int((replay.labels != 0).sum()) == 0:
             raise ValueError(
                 "Nothing to train on: no liked or disliked candidate yet. Label some with "
@@ -240,11 +241,11 @@ class PapaSession:
         )
         den = self.denoiser
         device = next(den.unet.parameters()).device
-        contexts = self._group_contexts(conds, device)
+        contexts = self._group_contexts(groups, device)
 
         def predict(b: dict, adapter_on: bool) -> torch.Tensor:
             x = noise_x(b["x0"], b["noise"], b["sigma"], den.kind)
-            ctx = None if contexts is None else contexts[b["cond"]["group"]]
+            ctx = None if contexts is None else contexts[b["cond"][GROUP_KEY]]
             self.adapter.enable(adapter_on)
             try:
                 return den(x, b["idx"], ctx)
@@ -256,12 +257,12 @@ class PapaSession:
             predict,
             replay.latents.to(device, torch.float32) * self.latent_scale,
             replay.labels.to(device, torch.float32),
-            replay.cond["group"].to(device),
+            replay.groups.to(device),
             den.sigmas,
             den.kind,
             device,
         )
-        losses, skipped, passes = job.losses, job.skipped_steps, job.passes
+        losses, skipped = job.losses, job.skipped_steps
         sd = self.adapter.state_dict()
         if not losses or not all(torch.isfinite(v).all() for v in sd.values()):
             self.adapter.load(state.adapter) if state.adapter else self._zero_adapter()
@@ -269,45 +270,38 @@ class PapaSession:
                 f"Training diverged ({skipped} non-finite steps); the profile was left at round "
                 f"{self.profile.round}. Lower the learning rate."
             )
-        stats = {
-            "loss_first": losses[0],
-            "loss_last": losses[-1],
-            "skipped_steps": skipped,
-            "passes": passes,
-            "reference_passes": job.reference_passes,
-            "drift": job.last_stats.get("drift"),
-            "seconds": job.seconds,
-            "replay": len(replay),
-            "host": "diffusers",
+        meta = {
+            "rank": str(self.adapter.rank),
+            "alpha": str(self.adapter.alpha),
+            "naming": self.adapter.naming,
         }
-        new_state = RoundState(
+        stats = commit_trained_round(
+            self.profile,
+            job,
             round_,
-            adapter=sd,
-            adapter_meta={
-                "rank": str(self.adapter.rank),
-                "alpha": str(self.adapter.alpha),
-                "naming": self.adapter.naming,
-            },
-            optimizer=flatten_optimizer(job.optimizer, job.names),
-            replay=replay,
-            conds=conds,
+            sd,
+            meta,
+            groups,
+            self.fingerprint,
+            settings,
+            consumed,
+            host="diffusers",
         )
-        record = {**settings.__dict__}
-        self.profile.commit_round(new_state, self.fingerprint, record, consumed, stats)
         return {**stats, "losses": losses, "round": round_}
 
-    def _group_contexts(self, conds: dict, device) -> torch.Tensor | None:
+    def _group_contexts(self, groups: CondGroups, device) -> torch.Tensor | None:
+        """The prompt embedding of each conditioning group, stacked in group order."""
         if not self.denoiser.conditional:
             return None
-        groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
-        if groups != list(range(len(groups))) or any(
-            f"g{g}.cross_attn" not in conds for g in groups
+        items = list(groups.items())
+        if [g for g, _ in items] != list(range(len(items))) or any(
+            "cross_attn" not in tensors for _, tensors in items
         ):
             raise ValueError(
                 "the profile's labels carry no prompt embeddings for this conditional UNet; "
                 "sample candidates with context=... before labelling them."
             )
-        return torch.cat([conds[f"g{g}.cross_attn"] for g in groups]).to(device, torch.float32)
+        return torch.cat([tensors["cross_attn"] for _, tensors in items]).to(device, torch.float32)
 
     def _zero_adapter(self) -> None:
         with torch.no_grad():

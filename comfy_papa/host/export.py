@@ -17,7 +17,7 @@ MAX_STEM = 200
 
 def lora_metadata(profile: Profile, adapter_sha256: str) -> dict[str, str]:
     m = profile.manifest
-    settings = m.get("settings", {})
+    settings = profile.settings
     return {
         "comfy_papa.format": "comfy-papa-lora/1",
         "comfy_papa.profile": profile.name,
@@ -25,10 +25,10 @@ def lora_metadata(profile: Profile, adapter_sha256: str) -> dict[str, str]:
         "comfy_papa.adapter_sha256": adapter_sha256,
         "comfy_papa.base_fingerprint": str(m.get("base_fingerprint")),
         "comfy_papa.label_counts": json.dumps(m.get("label_counts", {})),
-        "comfy_papa.settings": json.dumps(settings, sort_keys=True),
-        "comfy_papa.method": str(settings.get("method", "PAPA")),
-        "ss_network_dim": str(settings.get("rank", "")),
-        "ss_network_alpha": str(settings.get("alpha", "")),
+        "comfy_papa.settings": json.dumps(settings.as_dict(), sort_keys=True),
+        "comfy_papa.method": settings.method,
+        "ss_network_dim": str(settings.rank),
+        "ss_network_alpha": str(settings.alpha),
     }
 
 

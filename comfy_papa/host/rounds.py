@@ -6,23 +6,17 @@ import secrets
 
 import torch
 
-from ..core.optim import flatten_optimizer
+from ..core.replay import CondGroups
 from ..core.round import RoundLoop, round_seed
 from ..core.schedule import sigma_cut
+from ..core.settings import FinetuneSettings
 from ..feedback import Feedback
-from ..profile.pending import merge_pending
-from ..profile.store import Profile, RoundState
+from ..profile.pending import commit_trained_round, merge_pending
+from ..profile.store import Profile
 from .adapters import apply_baked, apply_gated, attach_trainable, mark_personalised
 from .conditioning import conditioning_to_tensors, tensors_to_conditioning
 from .models import model_fingerprint, require_base_model
-from .train import (
-    TrainingRound,
-    TrainSettings,
-    host_round,
-    run_training,
-    schedule_sigmas,
-    training_clone,
-)
+from .train import TrainingRound, host_round, run_training, schedule_sigmas, training_clone
 
 
 def record_if_new(profile: Profile, fb: Feedback) -> str:
@@ -50,25 +44,21 @@ def record_if_new(profile: Profile, fb: Feedback) -> str:
     return rid
 
 
-def group_conditionings(conds: dict[str, torch.Tensor]) -> list:
-    groups = sorted({int(k.split(".", 1)[0][1:]) for k in conds})
-    out = []
-    for g in groups:
-        mine = {k.split(".", 1)[1]: v for k, v in conds.items() if k.startswith(f"g{g}.")}
-        out.extend(tensors_to_conditioning(mine))
-    return out
+def group_conditionings(groups: CondGroups) -> list:
+    """The CONDITIONING of each group, in group order (the host's `_predict` indexes it)."""
+    return [c for _, tensors in groups.items() for c in tensors_to_conditioning(tensors)]
 
 
-def personalise(model, lora_sd: dict, settings: dict, profile: str, round_: int, strength=1.0):
+def personalise(
+    model, lora_sd: dict, settings: FinetuneSettings, profile: str, round_: int, strength=1.0
+):
     """The output MODEL: PAPA bakes the adapter in; EPAPA gates it above the sigma cut."""
-    if settings.get("method") == "EPAPA":
+    if settings.method == "EPAPA":
         ms = model.get_model_object("model_sampling")
-        out = apply_gated(
-            model, lora_sd, sigma_cut(schedule_sigmas(ms), settings.get("cut", 0.4)), strength
-        )
+        out = apply_gated(model, lora_sd, sigma_cut(schedule_sigmas(ms), settings.cut), strength)
     else:
         out = apply_baked(model, lora_sd, strength)
-    mark_personalised(out, profile, round_, settings.get("method", "PAPA"))
+    mark_personalised(out, profile, round_, settings.method)
     return out
 
 
@@ -76,7 +66,7 @@ def finetune(
     model,
     feedback: Feedback,
     profile: Profile,
-    settings: TrainSettings,
+    settings: FinetuneSettings,
     progress=None,
     round_cls: type[RoundLoop] = TrainingRound,
 ):
@@ -97,7 +87,7 @@ def finetune(
                 f"rank {settings.rank}. Set rank to {saved_rank}, or reset the profile."
             )
     record_if_new(profile, feedback)
-    replay, conds, consumed = merge_pending(profile, state)
+    replay, groups, consumed = merge_pending(profile, state)
     if int((replay.labels != 0).sum()) == 0:
         raise ValueError(
             "Nothing to train on: every candidate so far is marked skip. Like or dislike at least "
@@ -113,7 +103,7 @@ def finetune(
         job = host_round(round_cls)(
             adapters,
             replay,
-            group_conditionings(conds),
+            group_conditionings(groups),
             settings,
             state.optimizer,
             round_seed=round_seed(settings.seed, round_),
@@ -132,24 +122,9 @@ def finetune(
             f"Every training step had a non-finite loss ({job.skipped_steps} skipped); the "
             f"profile was left at round {profile.round}. Lower the learning rate."
         )
-    stats = {
-        "loss_first": job.losses[0],
-        "loss_last": job.losses[-1],
-        "skipped_steps": job.skipped_steps,
-        "passes": job.passes,
-        "reference_passes": job.reference_passes,
-        "drift": job.last_stats.get("drift"),
-        "seconds": job.seconds,
-        "replay": len(replay),
-    }
-    new_state = RoundState(
-        round_,
-        adapter=lora_sd,
-        adapter_meta={"rank": str(settings.rank), "alpha": str(settings.alpha)},
-        optimizer=flatten_optimizer(job.optimizer, job.names),
-        replay=replay,
-        conds=conds,
+    meta = {"rank": str(settings.rank), "alpha": str(settings.alpha)}
+    stats = commit_trained_round(
+        profile, job, round_, lora_sd, meta, groups, fingerprint, settings, consumed
     )
-    profile.commit_round(new_state, fingerprint, settings.as_dict(), consumed, stats)
-    out = personalise(model, lora_sd, settings.as_dict(), profile.name, round_)
+    out = personalise(model, lora_sd, settings, profile.name, round_)
     return out, lora_sd, {**stats, "losses": job.losses, "round": round_}

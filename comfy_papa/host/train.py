@@ -16,14 +16,10 @@ import comfy.utils
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from ..core.replay import ReplayBuffer
+from ..core.replay import GROUP_KEY, ReplayBuffer
 from ..core.round import RoundLoop
 from ..core.settings import FinetuneSettings
 from .adapters import AdapterSet
-
-# The node's settings; one definition with the diffusers backend's (core.settings).
-TrainSettings = FinetuneSettings
-
 
 # The model-sampling (prediction) types of `comfy.model_sampling` PAPA trains, by exact class,
 # and the core kind each one is noised as (core.schedule). Looked up by name with getattr, so a
@@ -155,7 +151,7 @@ class TrainingRound(RoundLoop):
         adapters: AdapterSet,
         replay: ReplayBuffer,
         group_conds: list,
-        settings: TrainSettings,
+        settings: FinetuneSettings,
         optimizer_state: dict[str, torch.Tensor],
         round_seed: int,
         progress=None,
@@ -224,7 +220,7 @@ class TrainingRound(RoundLoop):
             x_noisy = ms.noise_scaling(sigma, b["noise"].to(dtype), b["x0"])
             self.adapters.gate.on = adapter_on
             try:
-                return self._predict(model_wrap, extra_args, x_noisy, sigma, b["cond"]["group"])
+                return self._predict(model_wrap, extra_args, x_noisy, sigma, b["cond"][GROUP_KEY])
             finally:
                 self.adapters.gate.on = True
 
@@ -243,7 +239,7 @@ class TrainingRound(RoundLoop):
             predict,
             x0_all,
             self.replay.labels.to(device, dtype),
-            self.replay.cond["group"].to(device),
+            self.replay.groups.to(device),
             schedule_sigmas(ms),
             model_kind(ms),
             device,

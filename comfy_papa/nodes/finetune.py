@@ -4,12 +4,12 @@ import time
 
 from comfy_api.latest import io
 
+from ..core.settings import FinetuneSettings
 from ..host.rounds import finetune
-from ..host.train import TrainSettings
 from .plots import loss_curve_image, loss_curve_pil
 from .types import CATEGORY, Feedback, Profile
 
-_D = TrainSettings()
+_D = FinetuneSettings()
 
 
 def _send_progress(profile: str):
@@ -178,7 +178,7 @@ class FineTune(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, feedback, profile, **kw) -> io.NodeOutput:
-        settings = TrainSettings(**kw)
+        settings = FinetuneSettings(**kw)
         p = profile.open()
         out, lora, stats = finetune(model, feedback, p, settings, _send_progress(p.name))
         title = f"{p.name} round {stats['round']} ({settings.method})"

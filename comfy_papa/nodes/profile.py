@@ -114,5 +114,5 @@ class ApplyProfile(io.ComfyNode):
             out = model.clone()
             mark_personalised(out, p.name, 0, "none")
             return io.NodeOutput(out)
-        out = personalise(model, state.adapter, p.manifest["settings"], p.name, p.round, strength)
+        out = personalise(model, state.adapter, p.settings, p.name, p.round, strength)
         return io.NodeOutput(out)

@@ -40,6 +40,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..core.replay import ReplayBuffer
+from ..core.settings import FinetuneSettings, SettingsError
 from .atomic import (
     TMP_PREFIX,
     append_line_durable,
@@ -373,6 +374,19 @@ class Profile:
     @property
     def round(self) -> int:
         return int(self.manifest["round"])
+
+    @property
+    def settings(self) -> FinetuneSettings:
+        """The current round's training settings, read back from what it recorded
+        (`FinetuneSettings.from_dict`; the defaults before the first round)."""
+        try:
+            return FinetuneSettings.from_dict(self.manifest.get("settings", {}))
+        except SettingsError as e:
+            raise ProfileError(
+                f"Profile {self.name!r}: the settings recorded for round {self.round} in "
+                f"manifest.json cannot be read: {e} Correct that value, or roll back to an "
+                "earlier round."
+            ) from e
 
     @property
     def version(self) -> str:

@@ -3,7 +3,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from comfy_papa.core.replay import ReplayBuffer
+from comfy_papa.core.replay import GROUP_KEY, CondGroups, ReplayBuffer
 
 
 def _filled() -> ReplayBuffer:
@@ -120,3 +120,62 @@ def test_sample_from_skip_only_buffer_explains_what_to_do():
 def test_from_safetensors_rejects_foreign_files():
     with pytest.raises(ValueError, match="not a comfy-papa replay"):
         ReplayBuffer.from_safetensors({}, {"format": "something-else"})
+
+
+def _cond(seed: int, pooled: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    cond = {"cross_attn": torch.randn(1, 3, 4, generator=g)}
+    if pooled:
+        cond["opt.pooled_output"] = torch.randn(1, 4, generator=g)
+    return cond
+
+
+def test_cond_groups_store_under_the_old_flat_names_and_read_back():
+    a, b = _cond(0), _cond(1, pooled=False)
+    groups = CondGroups()
+    assert [groups.index(a), groups.index(b), groups.index(_cond(0))] == [0, 1, 0]
+    flat = groups.to_flat()
+    # exactly the names conds.safetensors has always used: "g<group>.<name>"
+    assert list(flat) == ["g0.cross_attn", "g0.opt.pooled_output", "g1.cross_attn"]
+    assert torch.equal(flat["g0.opt.pooled_output"], a["opt.pooled_output"])
+    back = CondGroups.from_flat(flat)
+    assert [g for g, _ in back.items()] == [0, 1]
+    assert back.to_flat().keys() == flat.keys()
+    assert all(torch.equal(back.to_flat()[k], v) for k, v in flat.items())
+
+
+def test_cond_groups_read_a_stored_file_and_number_new_groups_after_the_last(tmp_path):
+    """A conds.safetensors as an older round wrote it (groups 0, 1 and 10: g1 and g10 apart)."""
+    flat = {"g1.cross_attn": torch.ones(1, 2), "g0.cross_attn": torch.zeros(1, 2)}
+    flat["g10.cross_attn"] = torch.full((1, 2), 10.0)
+    save_file(flat, str(tmp_path / "conds.safetensors"))
+    groups = CondGroups.from_flat(load_file(str(tmp_path / "conds.safetensors")))
+    assert [g for g, _ in groups.items()] == [0, 1, 10]
+    assert groups.index({"cross_attn": torch.ones(1, 2)}) == 1
+    assert groups.index({"cross_attn": torch.ones(1, 3)}) == 11  # other shape: a new group
+    assert "g11.cross_attn" in groups.to_flat()
+
+
+def test_an_empty_conditioning_stores_nothing():
+    groups = CondGroups()
+    assert groups.index({}) == 0
+    assert groups.to_flat() == {} and len(groups) == 0
+
+
+def test_a_foreign_conds_name_is_refused():
+    with pytest.raises(ValueError, match="g<group>.<name>"):
+        CondGroups.from_flat({"cross_attn": torch.ones(1)})
+
+
+def test_replay_groups_is_the_stored_group_column():
+    buffer = ReplayBuffer()
+    buffer.add(
+        torch.zeros(2, 1),
+        torch.ones(2),
+        torch.zeros(2, dtype=torch.long),
+        ["a", "b"],
+        {GROUP_KEY: torch.tensor([0, 1])},
+    )
+    tensors, meta = buffer.to_safetensors()
+    assert "cond.group" in tensors  # the replay file's name for it
+    assert ReplayBuffer.from_safetensors(tensors, meta).groups.tolist() == [0, 1]

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from comfy_papa.core.replay import ReplayBuffer
+from comfy_papa.core.settings import FinetuneSettings
 from comfy_papa.profile.names import ProfileError, validate_profile_name
 from comfy_papa.profile.store import Profile, RoundState
 
@@ -156,3 +157,22 @@ def test_manifest_is_plain_json(tmp_path):
     p = Profile.open(tmp_path, "artist")
     data = json.loads((p.dir / "manifest.json").read_text())
     assert data["round"] == 0 and data["name"] == "artist"
+
+
+def test_settings_read_back_typed_with_defaults_for_what_an_older_round_lacks(tmp_path):
+    p = Profile.open(tmp_path, "artist")
+    assert p.settings == FinetuneSettings()  # no round yet: the defaults
+    p.commit_round(_round(p, 1.0), "fp", FinetuneSettings(method="EPAPA", cut=0.3).as_dict(), [])
+    assert Profile.open(tmp_path, "artist").settings == FinetuneSettings(method="EPAPA", cut=0.3)
+    # a round recorded by an older version: fewer fields, one no longer read, alpha as an int
+    p.commit_round(_round(p, 2.0), "fp", {"method": "EPAPA", "alpha": 4, "old_knob": 1}, [])
+    s = Profile.open(tmp_path, "artist").settings
+    assert s == FinetuneSettings(method="EPAPA", alpha=4.0)
+
+
+def test_unreadable_recorded_settings_name_the_profile_and_the_field(tmp_path):
+    p = Profile.open(tmp_path, "artist")
+    p.commit_round(_round(p, 1.0), "fp", {"method": "PAPA", "steps": "ten"}, [])
+    with pytest.raises(ProfileError) as err:
+        _ = Profile.open(tmp_path, "artist").settings
+    assert "'artist'" in str(err.value) and "'steps'" in str(err.value)
