@@ -4,7 +4,7 @@ from comfy_api.latest import ComfyExtension, io
 
 from .nodes.digits import DigitsDemoLoader, SimulatedUser
 from .nodes.export import ExportLoRA
-from .nodes.finetune import FineTune
+from .nodes.finetune import FineTune, TrainingOptions
 from .nodes.labels import Labels
 from .nodes.picker import PreferencePicker
 from .nodes.profile import ApplyProfile, ProfileNode
@@ -20,6 +20,7 @@ class PapaExtension(ComfyExtension):
             PreferencePicker,
             Labels,
             FineTune,
+            TrainingOptions,
             ExportLoRA,
             DigitsDemoLoader,
             SimulatedUser,
