@@ -63,7 +63,7 @@ function addOptionsNode(node) {
   if (!moved || !Object.keys(moved).length) return;
   const opts = LiteGraph.createNode("PAPATrainingOptions");
   if (!opts) return;
-  opts.pos = [node.pos[0] - opts.size[0] - 40, node.pos[1] + 60];
+  opts.pos = [node.pos[0], node.pos[1] + node.size[1] + 50]; // below the Fine-tune node
   node.graph.add(opts);
   for (const w of opts.widgets ?? []) {
     if (w.name in moved) w.value = moved[w.name];

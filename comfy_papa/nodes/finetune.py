@@ -36,6 +36,8 @@ def _send_progress(profile: str):
                     "steps": steps,
                     "loss": stats["loss"],
                     "drift": stats.get("drift"),
+                    "likes": stats.get("likes"),
+                    "dislikes": stats.get("dislikes"),
                     "elapsed": round(time.perf_counter() - start, 2),
                 },
             )
