@@ -2,6 +2,7 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .nodes.compare import BeforeAfter
 from .nodes.digits import DigitsDemoLoader, SimulatedUser
 from .nodes.export import ExportLoRA
 from .nodes.finetune import FineTune, TrainingOptions
@@ -21,6 +22,7 @@ class PapaExtension(ComfyExtension):
             Labels,
             FineTune,
             TrainingOptions,
+            BeforeAfter,
             ExportLoRA,
             DigitsDemoLoader,
             SimulatedUser,

@@ -68,6 +68,7 @@ FAST = {
 }
 SHOW_PREVIEW = """() => {
   const preview = app.graph.nodes.find((n) => n.type === "PreviewImage");
+  preview.setSize([420, 480]); // the template's node is small: make the digits readable
   app.canvas.ds.scale = 1;
   app.canvas.centerOnNode(preview);
   app.canvas.setDirty(true, true);
@@ -119,6 +120,16 @@ def _wait_runs(url: str, profile: str, n: int, timeout: float) -> list[dict]:
             return runs
         time.sleep(0.5)
     raise TimeoutError(f"run {n} for profile {profile} did not finish in {timeout:.0f} s")
+
+
+def _save_preview(url: str, run: dict, path) -> None:
+    """The run's Preview Image (the personalised model's digits) as a file."""
+    nodes = run["prompt"][2]
+    node_id = next(k for k, n in nodes.items() if n["class_type"] == "PreviewImage")
+    image = run["outputs"][node_id]["images"][0]
+    r = requests.get(url + "/view", params=image, timeout=30)
+    r.raise_for_status()
+    path.write_bytes(r.content)
 
 
 def _open_template(page) -> None:
@@ -188,6 +199,7 @@ def test_three_rounds_of_the_digits_template_with_randomized_seeds(server, brows
             page.wait_for_timeout(1000)
             page.screenshot(path=str(artifacts / f"digits_round{k}_trained.png"))
             print(f"round {k}: Submit to trained and previewed in {trained_in:.1f} s")
+            _save_preview(server.url, runs[-1], artifacts / f"digits_round{k}_output.png")
             problems = page.evaluate(PROBLEMS)
             assert problems == {"toasts": [], "dialogs": []}, problems
             used_seeds.append(
