@@ -6,12 +6,14 @@ wait for the round to train and the personalised model's digits to show. No aler
 or dialog, no page error, every run succeeds; screenshots of each round in tests/artifacts/.
 """
 
+import io
 import json
 import time
 import uuid
 
 import pytest
 import requests
+from PIL import Image
 
 from harness.browser import open_app
 from harness.picker import cancel, pending
@@ -122,14 +124,26 @@ def _wait_runs(url: str, profile: str, n: int, timeout: float) -> list[dict]:
     raise TimeoutError(f"run {n} for profile {profile} did not finish in {timeout:.0f} s")
 
 
+def _strip(pngs: list[bytes], scale: int = 4) -> Image.Image:
+    """The pictures side by side, enlarged pixel-sharp (the demo's digits are 32 px)."""
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
+    w, h = images[0].size
+    out = Image.new("RGB", (len(images) * (w + 2) - 2, h), (128, 128, 128))
+    for i, im in enumerate(images):
+        out.paste(im, (i * (w + 2), 0))
+    return out.resize((out.width * scale, out.height * scale), Image.NEAREST)
+
+
 def _save_preview(url: str, run: dict, path) -> None:
-    """The run's Preview Image (the personalised model's digits) as a file."""
+    """The run's Preview Image (the personalised model's digits) as one enlarged strip."""
     nodes = run["prompt"][2]
     node_id = next(k for k, n in nodes.items() if n["class_type"] == "PreviewImage")
-    image = run["outputs"][node_id]["images"][0]
-    r = requests.get(url + "/view", params=image, timeout=30)
-    r.raise_for_status()
-    path.write_bytes(r.content)
+    pngs = []
+    for image in run["outputs"][node_id]["images"]:
+        r = requests.get(url + "/view", params=image, timeout=30)
+        r.raise_for_status()
+        pngs.append(r.content)
+    _strip(pngs).save(path)
 
 
 def _open_template(page) -> None:
