@@ -74,7 +74,7 @@ function addOptionsNode(node) {
     summary: "PAPA Fine-tune: settings moved",
     detail:
       "This workflow was saved with an older PAPA Fine-tune. Its changed training settings " +
-      `(${Object.keys(moved).join(", ")}) are now on the PAPA Training Options node next to it.`,
+      `(${Object.keys(moved).join(", ")}) are now on the PAPA Training Options node below it.`,
     life: 8000,
   });
 }
