@@ -2,9 +2,10 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .nodes.compare import BeforeAfter
 from .nodes.digits import DigitsDemoLoader, SimulatedUser
 from .nodes.export import ExportLoRA
-from .nodes.finetune import FineTune
+from .nodes.finetune import FineTune, TrainingOptions
 from .nodes.labels import Labels
 from .nodes.picker import PreferencePicker
 from .nodes.profile import ApplyProfile, ProfileNode
@@ -20,6 +21,8 @@ class PapaExtension(ComfyExtension):
             PreferencePicker,
             Labels,
             FineTune,
+            TrainingOptions,
+            BeforeAfter,
             ExportLoRA,
             DigitsDemoLoader,
             SimulatedUser,

@@ -312,13 +312,23 @@ class Gallery {
     const bar = el("progress");
     bar.max = p.steps;
     bar.value = p.step;
-    const loss = typeof p.loss === "number" ? ` \u00b7 loss ${p.loss.toFixed(4)}` : "";
     const who = p.profile ? ` ${p.profile}` : "";
     const left = timeLeft(p);
-    box.append(
-      bar,
-      el("span", "papa-progress-text", `Fine-tuning${who}: step ${p.step}/${p.steps}${left}${loss}`),
-    );
+    // What the round learns from, in plain words; the raw numbers stay in the tooltip.
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    const from =
+      typeof p.likes === "number"
+        ? ` \u00b7 learning from ${plural(p.likes, "like")}, ${plural(p.dislikes ?? 0, "dislike")}`
+        : "";
+    const line = `Fine-tuning${who}: step ${p.step}/${p.steps}${left}${from}`;
+    const text = el("span", "papa-progress-text", line);
+    const numbers = [];
+    if (typeof p.loss === "number") numbers.push(`training loss ${p.loss.toFixed(4)}`);
+    if (typeof p.drift === "number") {
+      numbers.push(`distance from the original model ${p.drift.toExponential(2)}`);
+    }
+    if (numbers.length) text.title = numbers.join(" \u00b7 ");
+    box.append(bar, text);
     return box;
   }
 }

@@ -58,7 +58,7 @@ def _node_inputs(info: dict) -> dict:
     for name in names:
         spec = specs[name]
         opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-        entry = {"name": name}
+        entry = {"name": opts.get("display_name") or name}  # the label the node shows
         if opts.get("tooltip"):
             entry["tooltip"] = opts["tooltip"]
         out[key(name)] = entry

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comfy_papa.core.settings import TUNED_INPUTS, FinetuneSettings  # noqa: E402
+from comfy_papa.core.settings import FinetuneSettings  # noqa: E402
 
 DEFAULTS = FinetuneSettings()
 sys.path.insert(0, str(REPO / "tests"))
@@ -86,11 +86,10 @@ def digits_graph() -> dict:
                 "feedback": ["6", 0],
                 "profile": ["2", 0],
                 "method": "PAPA",
-                # The node's own defaults (core.settings.FinetuneSettings): the tuned settings.
-                **{k: getattr(DEFAULTS, k) for k in TUNED_INPUTS},
+                # The node's own default (core.settings.FinetuneSettings); the finer settings
+                # are the defaults too (no PAPA Training Options node).
+                "steps": DEFAULTS.steps,
                 "seed": 0,
-                "gradient_checkpointing": False,
-                "c_anchor": 0.0,
             },
         },
         "8": {

@@ -88,6 +88,14 @@ def finetune(
             )
     record_if_new(profile, feedback)
     replay, groups, consumed = merge_pending(profile, state)
+    if progress is not None:
+        # What the round learns from, for the panel's progress line ("5 likes, 3 dislikes").
+        counts, report = replay.label_counts(), progress
+
+        def progress(step, steps, stats, losses):
+            told = {**stats, "likes": counts["like"], "dislikes": counts["dislike"]}
+            return report(step, steps, told, losses)
+
     if int((replay.labels != 0).sum()) == 0:
         raise ValueError(
             "Nothing to train on: every candidate so far is marked skip. Like or dislike at least "

@@ -1,4 +1,9 @@
-"""PAPA Fine-tune: one training round on the feedback, MODEL in, personalised MODEL out."""
+"""PAPA Fine-tune: one training round on the feedback, MODEL in, personalised MODEL out.
+
+The node shows what an artist changes (method, steps, seed); the other training settings live on
+the optional PAPA Training Options node, whose PAPA_OPTIONS output plugs into the Fine-tune node's
+`options` input. Without it a round uses the defaults of `core.settings.FinetuneSettings`.
+"""
 
 import time
 
@@ -7,7 +12,7 @@ from comfy_api.latest import io
 from ..core.settings import FinetuneSettings
 from ..host.rounds import finetune
 from .plots import loss_curve_image, loss_curve_pil
-from .types import CATEGORY, Feedback, Profile
+from .types import CATEGORY, Feedback, Options, Profile
 
 _D = FinetuneSettings()
 
@@ -31,6 +36,8 @@ def _send_progress(profile: str):
                     "steps": steps,
                     "loss": stats["loss"],
                     "drift": stats.get("drift"),
+                    "likes": stats.get("likes"),
+                    "dislikes": stats.get("dislikes"),
                     "elapsed": round(time.perf_counter() - start, 2),
                 },
             )
@@ -39,6 +46,171 @@ def _send_progress(profile: str):
         return None
 
     return progress
+
+
+# The PAPA Training Options node's inputs, in its widget order: (FinetuneSettings field, kind,
+# label, spec, tooltip). One table for the node's schema and for the check of API-format prompts
+# that still set these on the Fine-tune node (see `legacy_options`).
+OPTION_INPUTS = (
+    (
+        "learning_rate",
+        "FLOAT",
+        "learning rate",
+        dict(min=1e-7, max=1e-1, step=1e-5, round=1e-7),
+        "How big each training step is. Higher learns faster from few pictures but a round can "
+        "overshoot (everything turns into one kind of image); lower gives gentler rounds.",
+    ),
+    (
+        "c_sim",
+        "FLOAT",
+        "stay close to the original",
+        dict(min=0.0, max=100.0, step=0.001),
+        "How strongly the model is held near the original checkpoint while it follows your "
+        "likes. Higher keeps more of the original's quality and variety; lower follows your "
+        "likes more closely.",
+    ),
+    (
+        "c_pref",
+        "FLOAT",
+        "follow my picks",
+        dict(min=0.0, max=100.0, step=0.01),
+        "How strongly your likes pull the model towards them and your dislikes push it away. "
+        "The other weights are relative to this one.",
+    ),
+    (
+        "c_anchor",
+        "FLOAT",
+        "keep the composition",
+        dict(min=0.0, max=1000.0, step=0.1),
+        "Holds the first, noisiest sampling steps (the ones that decide the layout) to the "
+        "original model's, so training cannot blow the picture out of range. 0 turns it off.",
+    ),
+    (
+        "cut",
+        "FLOAT",
+        "EPAPA cut",
+        dict(min=0.0, max=0.95, step=0.05),
+        "EPAPA only (ignored with PAPA): the share of the sampling steps, from the clean end, "
+        "left to the original model, so fine detail stays the checkpoint's. 0.4 is the paper's "
+        "setting.",
+    ),
+    (
+        "batch_size",
+        "INT",
+        "pictures per step",
+        dict(min=1, max=256),
+        "How many of your labelled pictures each training step looks at. More is steadier and "
+        "slower, and needs more memory.",
+    ),
+    (
+        "timesteps_per_sample",
+        "INT",
+        "noise levels per picture",
+        dict(min=1, max=64),
+        "At how many noise levels each picture is studied per step. More is steadier and slower.",
+    ),
+    (
+        "rank",
+        "INT",
+        "adapter size (rank)",
+        dict(min=1, max=256),
+        "Size of the small add-on the profile trains. Bigger can hold more detailed taste but "
+        "is larger on disk. Chosen when a profile's first round trains and fixed after that.",
+    ),
+    (
+        "alpha",
+        "FLOAT",
+        "adapter scale (alpha)",
+        dict(min=0.1, max=512.0, step=0.1),
+        "Strength of the add-on relative to its size (scale = alpha / rank); stored with the "
+        "profile.",
+    ),
+    (
+        "gradient_checkpointing",
+        "BOOLEAN",
+        "save memory (slower)",
+        {},
+        "Use less GPU memory during training at the cost of time; turn on if a round runs out "
+        "of memory.",
+    ),
+)
+OPTION_NAMES = tuple(name for name, *_ in OPTION_INPUTS)
+
+
+def _option_input(name: str, kind: str, label: str, spec: dict, tooltip: str):
+    default = getattr(_D, name)
+    cls = {"FLOAT": io.Float, "INT": io.Int, "BOOLEAN": io.Boolean}[kind]
+    return cls.Input(name, display_name=label, default=default, tooltip=tooltip, **spec)
+
+
+def check_option(name: str, value):
+    """`value` as the Training Options node would accept it for `name`, else a ValueError that
+    says which setting and what range."""
+    for field, kind, label, spec, _tip in OPTION_INPUTS:
+        if field != name:
+            continue
+        if kind == "BOOLEAN":
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} ({label}) must be true or false, got {value!r}.")
+            return value
+        try:
+            number = int(value) if kind == "INT" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} ({label}) must be a number, got {value!r}.") from None
+        if kind == "INT" and number != value:
+            raise ValueError(f"{name} ({label}) must be a whole number, got {value!r}.")
+        if not spec["min"] <= number <= spec["max"]:
+            raise ValueError(
+                f"{name} ({label}) must be between {spec['min']} and {spec['max']}, got {value!r}."
+            )
+        return number
+    raise KeyError(name)
+
+
+def legacy_options(prompt, unique_id) -> dict:
+    """The Training Options settings an API-format prompt still gives the Fine-tune node itself
+    (its inputs before they moved to PAPA Training Options): the server passes a node only its
+    declared inputs, so they are read from the prompt. Linked values are not supported there."""
+    node = (prompt or {}).get(str(unique_id)) if unique_id is not None else None
+    inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
+    found = {}
+    for name in OPTION_NAMES:
+        if name not in inputs:
+            continue
+        value = inputs[name]
+        if isinstance(value, list):
+            raise ValueError(
+                f"PAPA Fine-tune: '{name}' is now set on a PAPA Training Options node connected "
+                "to the Fine-tune node's 'options' input, not linked into the Fine-tune node."
+            )
+        found[name] = check_option(name, value)
+    return found
+
+
+class TrainingOptions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PAPATrainingOptions",
+            display_name="PAPA Training Options",
+            category=CATEGORY,
+            description="Optional fine-tuning settings for PAPA Fine-tune: connect its output to "
+            "the Fine-tune node's 'options' input. Without this node every round uses the "
+            "defaults shown here, which are tuned to learn in a few rounds without collapsing "
+            "onto one kind of image.",
+            inputs=[_option_input(*row) for row in OPTION_INPUTS],
+            outputs=[
+                Options.Output(
+                    "options",
+                    display_name="options",
+                    tooltip="Connect to PAPA Fine-tune's 'options' input.",
+                )
+            ],
+        )
+
+    @classmethod
+    def execute(cls, **kw) -> io.NodeOutput:
+        return io.NodeOutput({name: check_option(name, kw[name]) for name in OPTION_NAMES})
 
 
 class FineTune(io.ComfyNode):
@@ -50,7 +222,8 @@ class FineTune(io.ComfyNode):
             category=CATEGORY,
             description="Train the profile's adapter on this round's likes and dislikes plus "
             "every earlier round (replay), on top of the BASE model, and output the "
-            "personalised model. Each run is one round.",
+            "personalised model. Each run is one round. More settings: connect a PAPA "
+            "Training Options node to 'options'.",
             is_output_node=True,
             inputs=[
                 io.Model.Input(
@@ -62,107 +235,32 @@ class FineTune(io.ComfyNode):
                 io.Combo.Input(
                     "method",
                     options=["PAPA", "EPAPA"],
-                    tooltip="PAPA trains all timesteps; EPAPA only the noisy ones above the cut "
-                    "and uses the base model below it when sampling (cheaper, keeps detail).",
-                ),
-                io.Float.Input(
-                    "cut",
-                    default=_D.cut,
-                    min=0.0,
-                    max=0.95,
-                    step=0.05,
-                    tooltip="EPAPA: fraction of the schedule (from the clean end) left to the "
-                    "base model; 0.4 is the paper's k = 400 of 1000.",
+                    tooltip="PAPA personalises every sampling step. EPAPA only the early, noisy "
+                    "steps that decide the composition (fine detail stays the original "
+                    "model's) and trains in about half the time.",
                 ),
                 io.Int.Input(
                     "steps",
                     default=_D.steps,
                     min=1,
                     max=10000,
-                    tooltip="Optimizer steps this round: how far one round may move the model "
-                    "(with the learning rate). The default is tuned to learn in a few rounds "
-                    "without collapsing onto one kind of image.",
-                ),
-                io.Float.Input(
-                    "learning_rate",
-                    default=_D.learning_rate,
-                    min=1e-7,
-                    max=1e-1,
-                    step=1e-5,
-                    round=1e-7,
-                    tooltip="AdamW learning rate of the adapter (peft-style LoRA start, so it "
-                    "means the same on every model size and in diffusers).",
-                ),
-                io.Int.Input(
-                    "rank",
-                    default=_D.rank,
-                    min=1,
-                    max=256,
-                    tooltip="LoRA rank; fixed for the life of a profile.",
-                ),
-                io.Float.Input(
-                    "alpha",
-                    default=_D.alpha,
-                    min=0.1,
-                    max=512.0,
-                    step=0.1,
-                    tooltip="LoRA alpha (scale = alpha / rank); stored with the profile.",
-                ),
-                io.Float.Input(
-                    "c_pref",
-                    default=_D.c_pref,
-                    min=0.0,
-                    max=100.0,
-                    step=0.01,
-                    tooltip="Weight of the preference term (likes pulled in, dislikes pushed "
-                    "away, bounded, and never outweighing the likes).",
-                ),
-                io.Float.Input(
-                    "c_sim",
-                    default=_D.c_sim,
-                    min=0.0,
-                    max=100.0,
-                    step=0.001,
-                    tooltip="Pull towards the base model, relative to c_pref: higher keeps more "
-                    "of the base model's quality and variety, lower follows your likes more "
-                    "closely.",
-                ),
-                io.Int.Input(
-                    "batch_size",
-                    default=_D.batch_size,
-                    min=1,
-                    max=256,
-                    tooltip="Replayed candidates per step.",
-                ),
-                io.Int.Input(
-                    "timesteps_per_sample",
-                    default=_D.timesteps_per_sample,
-                    min=1,
-                    max=64,
-                    tooltip="Monte-Carlo timesteps per candidate per step.",
+                    tooltip="How much one round may change the model: more steps learn more from "
+                    "this round's labels (and take longer). The default learns within a few "
+                    "rounds without turning everything into one kind of image.",
                 ),
                 io.Int.Input(
                     "seed",
                     default=0,
                     min=0,
                     max=0xFFFFFFFFFFFF,
-                    tooltip="Seed of the training randomness (timesteps, noise, batches).",
+                    tooltip="Any value works: the same seed and labels train the same round.",
                 ),
-                io.Boolean.Input(
-                    "gradient_checkpointing",
-                    default=False,
-                    tooltip="Recompute activations in the backward pass: less memory, slower.",
-                ),
-                io.Float.Input(
-                    "c_anchor",
-                    default=_D.c_anchor,
-                    min=0.0,
-                    max=1000.0,
-                    step=0.1,
-                    optional=True,  # workflows saved before it existed still validate
-                    tooltip="Keeps the model's picture at the noisiest steps near the base "
-                    "model's (the steps that decide composition), so training cannot blow "
-                    "the image out of range; 0 turns it off.",
+                Options.Input(
+                    "options",
+                    optional=True,
+                    tooltip="Optional: a PAPA Training Options node for the finer settings "
+                    "(learning rate, how close to stay to the original, ...). Not connected: "
+                    "the tuned defaults.",
                 ),
             ],
             outputs=[
@@ -174,11 +272,25 @@ class FineTune(io.ComfyNode):
                 io.LoraModel.Output("lora", tooltip="The adapter weights (LORA_MODEL)."),
                 io.Image.Output("loss_curve", tooltip="Training loss of this round."),
             ],
+            hidden=[io.Hidden.prompt, io.Hidden.unique_id],
         )
 
     @classmethod
-    def execute(cls, model, feedback, profile, **kw) -> io.NodeOutput:
-        settings = FinetuneSettings(**kw)
+    def execute(
+        cls, model, feedback, profile, method, steps, seed, options=None, **linked
+    ) -> io.NodeOutput:
+        # The server passes links into inputs the node no longer declares (an old API prompt
+        # that linked one of the moved settings) as keywords.
+        if linked:
+            raise ValueError(
+                f"PAPA Fine-tune: {', '.join(sorted(linked))} is now set on a PAPA Training "
+                "Options node connected to the Fine-tune node's 'options' input, not linked "
+                "into the Fine-tune node."
+            )
+        if options is None:
+            # API-format prompts written before PAPA Training Options keep their settings.
+            options = legacy_options(cls.hidden.prompt, cls.hidden.unique_id)
+        settings = FinetuneSettings(**options, method=method, steps=steps, seed=seed)
         p = profile.open()
         out, lora, stats = finetune(model, feedback, p, settings, _send_progress(p.name))
         title = f"{p.name} round {stats['round']} ({settings.method})"

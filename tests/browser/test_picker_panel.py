@@ -74,7 +74,7 @@ def test_loop_workflow_labelled_with_mouse_and_keyboard_trains_the_profile(
         values = {
             "PAPAProfile": {"name": name},
             "PAPACandidateSampler": {"count": 3, "steps": 2},
-            "PAPAFineTune": {"steps": 2, "batch_size": 3, "timesteps_per_sample": 1},
+            "PAPAFineTune": {"steps": 2},
             "KSampler": {"steps": 2},
         }
         page.evaluate(SET_WIDGETS, values)
@@ -281,7 +281,7 @@ def _load_loop(page, profile: str) -> None:
     values = {
         "PAPAProfile": {"name": profile},
         "PAPACandidateSampler": {"count": 2, "steps": 2},
-        "PAPAFineTune": {"steps": 2, "batch_size": 2, "timesteps_per_sample": 1},
+        "PAPAFineTune": {"steps": 2},
         "KSampler": {"steps": 2},
     }
     page.evaluate(SET_WIDGETS, values)

@@ -1,5 +1,6 @@
 """Graph builders shared by the host tests: the PAPA round on the tiny SD1.5 checkpoint."""
 
+from harness.finetune import finetune_node as finetune
 from harness.graph import Graph
 
 SIZE = 32  # 4x4 latents: training rounds stay cheap on two CPU cores
@@ -30,6 +31,8 @@ def sampler_node(g: Graph, model, pos, neg, empty, count=8, seed=0, steps=4):
 
 
 def finetune_node(g: Graph, model, feedback, profile, node_id="ft", **overrides):
+    """PAPA Fine-tune with these tests' settings (a PAPA Training Options node for the finer
+    ones), `overrides` on top."""
     settings = dict(
         method="PAPA",
         cut=0.4,
@@ -45,9 +48,7 @@ def finetune_node(g: Graph, model, feedback, profile, node_id="ft", **overrides)
         gradient_checkpointing=False,
     )
     settings.update(overrides)
-    return g.node(
-        "PAPAFineTune", node_id=node_id, model=model, feedback=feedback, profile=profile, **settings
-    )
+    return finetune(g, model, feedback, profile, node_id=node_id, **settings)
 
 
 def labelled_round(checkpoint: str, profile: str, labels: str, seed=0, count=None, **ft):

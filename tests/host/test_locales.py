@@ -55,7 +55,7 @@ def test_every_input_and_output_has_an_entry(object_info, pack_ids):
         for group in ("required", "optional"):
             for name, spec in info["input"].get(group, {}).items():
                 tip = entry["inputs"][name]
-                assert tip["name"] == name
+                assert tip["name"] == spec[1].get("display_name", name)
                 assert tip["tooltip"] == spec[1]["tooltip"], f"{node_id}.{name}"
         for i, tooltip in enumerate(info["output_tooltips"]):
             assert entry["outputs"][str(i)]["tooltip"] == tooltip, f"{node_id} output {i}"

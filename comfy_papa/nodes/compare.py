@@ -1,0 +1,134 @@
+"""PAPA Before / After: the same seeds from the base model and the personalised one, one grid."""
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import torch
+from comfy_api.latest import io, ui
+
+from .types import CATEGORY
+
+GAP = 4  # pixels of mid-gray between the two rows and between the pictures
+
+
+def sample_seeds(model, positive, negative, latent, seeds, steps, cfg, sampler, scheduler):
+    """One picture per seed (each seed's own noise, so a picture can be remade alone)."""
+    base = comfy.sample.fix_empty_latent_channels(model, latent["samples"][:1])
+    latents_in = base.repeat(len(seeds), *([1] * (base.ndim - 1)))
+    noise = torch.cat([comfy.sample.prepare_noise(base, s) for s in seeds], dim=0)
+    samples = comfy.sample.sample(
+        model,
+        noise,
+        steps,
+        cfg,
+        sampler,
+        scheduler,
+        positive,
+        negative,
+        latents_in,
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
+        seed=seeds[0],
+    )
+    return samples.to(comfy.model_management.intermediate_device())
+
+
+def grid(rows: list[torch.Tensor]) -> torch.Tensor:
+    """[1, H', W', C]: each [N, H, W, C] batch one row, GAP pixels of gray between the tiles."""
+    n, h, w, c = rows[0].shape
+    out = torch.full((1, len(rows) * (h + GAP) - GAP, n * (w + GAP) - GAP, c), 0.5)
+    for r, images in enumerate(rows):
+        for i in range(n):
+            y, x = r * (h + GAP), i * (w + GAP)
+            out[0, y : y + h, x : x + w] = images[i, ..., :c].float().cpu()
+    return out
+
+
+class BeforeAfter(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PAPABeforeAfter",
+            display_name="PAPA Before / After",
+            category=CATEGORY,
+            description="Shows what the profile changed: the same seeds drawn by the original "
+            "model (top row) and by the personalised model (bottom row), side by side.",
+            is_output_node=True,
+            inputs=[
+                io.Model.Input(
+                    "base_model", tooltip="The original model (the checkpoint's MODEL)."
+                ),
+                io.Model.Input(
+                    "personalised_model",
+                    tooltip="The personalised MODEL (from PAPA Fine-tune or PAPA Apply Profile).",
+                ),
+                io.Conditioning.Input("positive", tooltip="What to draw (both rows)."),
+                io.Conditioning.Input("negative", tooltip="What to avoid (both rows)."),
+                io.Latent.Input("latent", tooltip="The picture size (its first latent is used)."),
+                io.Vae.Input("vae", tooltip="Turns the results into pictures."),
+                io.Int.Input(
+                    "count",
+                    default=4,
+                    min=1,
+                    max=16,
+                    tooltip="How many pictures per row (seed, seed + 1, ...).",
+                ),
+                io.Int.Input(
+                    "seed",
+                    default=0,
+                    min=0,
+                    max=0xFFFFFFFFFFFFFFFF,
+                    control_after_generate=True,
+                    tooltip="The first picture's seed; the same seeds for both rows.",
+                ),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Sampling steps."),
+                io.Float.Input(
+                    "cfg",
+                    default=7.0,
+                    min=0.0,
+                    max=100.0,
+                    step=0.1,
+                    round=0.01,
+                    tooltip="How closely the pictures follow the prompt (1.0 for the digits demo).",
+                ),
+                io.Combo.Input(
+                    "sampler_name", options=comfy.samplers.SAMPLER_NAMES, tooltip="Sampler."
+                ),
+                io.Combo.Input(
+                    "scheduler", options=comfy.samplers.SCHEDULER_NAMES, tooltip="Scheduler."
+                ),
+            ],
+            outputs=[
+                io.Image.Output(
+                    "grid",
+                    display_name="IMAGE",
+                    tooltip="One picture: the original model's row above the personalised one.",
+                )
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        base_model,
+        personalised_model,
+        positive,
+        negative,
+        latent,
+        vae,
+        count,
+        seed,
+        steps,
+        cfg,
+        sampler_name,
+        scheduler,
+    ) -> io.NodeOutput:
+        seeds = [(seed + i) % 2**64 for i in range(count)]
+        rows = []
+        for model in (base_model, personalised_model):
+            samples = sample_seeds(
+                model, positive, negative, latent, seeds, steps, cfg, sampler_name, scheduler
+            )
+            rows.append(vae.decode(samples))
+        image = grid(rows)
+        return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))
