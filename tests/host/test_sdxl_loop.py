@@ -23,6 +23,7 @@ from harness.tiny_models import SDXL_CHECKPOINT, ensure_tiny_sdxl
 SIZE = 32  # 4x4 latents
 STEPS = 8  # sampling steps of the comparisons
 LABELS = ["like", "dislike", "like", "dislike"]
+SIZE_KEYS = ("width", "height", "target_width", "target_height")
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,19 @@ def sdxl(tmp_path_factory):
 def _base(g: Graph, prompt: str = "a red fox"):
     ckpt = g.node("CheckpointLoaderSimple", ckpt_name=SDXL_CHECKPOINT)
     # CLIPTextEncodeSDXL: the SDXL-specific encoder, with explicit ADM sizes and crops.
-    sizes = dict(width=1024, height=1024, crop_w=0, crop_h=0, target_width=1024)
-    sizes["target_height"] = 1024
-    pos = g.node("CLIPTextEncodeSDXL", clip=ckpt[1], text_g=prompt, text_l=prompt, **sizes)
-    neg = g.node("CLIPTextEncodeSDXL", clip=ckpt[1], text_g="", text_l="", **sizes)
+    sizes = dict.fromkeys(SIZE_KEYS, 1024)
+    pos = g.node(
+        "CLIPTextEncodeSDXL",
+        clip=ckpt[1],
+        text_g=prompt,
+        text_l=prompt,
+        crop_w=0,
+        crop_h=0,
+        **sizes,
+    )
+    neg = g.node(
+        "CLIPTextEncodeSDXL", clip=ckpt[1], text_g="", text_l="", crop_w=0, crop_h=0, **sizes
+    )
     empty = g.node("EmptyLatentImage", width=SIZE, height=SIZE, batch_size=1)
     return ckpt, pos, neg, empty
 
@@ -108,6 +118,9 @@ def _train_and_export(server: ComfyServer, profile: str, method: str) -> str:
     p = Profile.open(server.base / "models" / "papa_profiles", profile, create=False)
     assert p.round == 1
     state = p.load_round()
+    # training retrains on the ADM sizes the candidates were sampled with (not SDXL's 768 default)
+    sizes = {k.split(".", 1)[1]: int(v.item()) for k, v in state.conds.items() if ".num." in k}
+    assert sizes == {"num.crop_w": 0, "num.crop_h": 0, **{f"num.{k}": 1024 for k in SIZE_KEYS}}
     # the adapter reaches SDXL's linear-projection transformer blocks
     assert any("transformer_blocks" in k and k.endswith(".lora_up.weight") for k in state.adapter)
     g = Graph()
