@@ -4,6 +4,7 @@ import time
 
 from comfy_api.latest import io
 
+from ..host.families import refuse_unsupported_family
 from ..host.rounds import finetune
 from ..host.train import TrainSettings
 from .plots import loss_curve_image, loss_curve_pil
@@ -178,6 +179,7 @@ class FineTune(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, feedback, profile, **kw) -> io.NodeOutput:
+        refuse_unsupported_family(model)
         settings = TrainSettings(**kw)
         p = profile.open()
         out, lora, stats = finetune(model, feedback, p, settings, _send_progress(p.name))
