@@ -19,6 +19,7 @@ from harness.tiny_models import SD2_CHECKPOINT, ensure_tiny_sd2
 
 STEPS = 8
 TIMEOUT = 1200
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

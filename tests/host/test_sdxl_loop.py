@@ -20,6 +20,7 @@ from harness.paths import REPO
 from harness.picker import answer, history, wait_pending
 from harness.tiny_models import SDXL_CHECKPOINT, ensure_tiny_sdxl
 
+pytestmark = pytest.mark.slow
 SIZE = 32  # 4x4 latents
 STEPS = 8  # sampling steps of the comparisons
 LABELS = ["like", "dislike", "like", "dislike"]
