@@ -10,6 +10,7 @@ import time
 from comfy_api.latest import io
 
 from ..core.settings import FinetuneSettings
+from ..host.families import refuse_unsupported_family
 from ..host.rounds import finetune
 from .plots import loss_curve_image, loss_curve_pil
 from .types import CATEGORY, Feedback, Options, Profile
@@ -287,6 +288,7 @@ class FineTune(io.ComfyNode):
                 "Options node connected to the Fine-tune node's 'options' input, not linked "
                 "into the Fine-tune node."
             )
+        refuse_unsupported_family(model)
         if options is None:
             # API-format prompts written before PAPA Training Options keep their settings.
             options = legacy_options(cls.hidden.prompt, cls.hidden.unique_id)

@@ -20,3 +20,32 @@ def ensure_tiny_models():
         subprocess.run([str(VENV_PYTHON), str(SCRIPT), str(COMFYUI), str(out)], check=True)
         (out / ".done").write_text("ok\n")
     return out
+
+
+# The other families: each in its own root, because ensure_tiny_models() clears MODEL_CACHE of
+# every other digest, and these files (full-size random CLIP-G / OpenCLIP-H: ~2 GB / ~1 GB) are
+# only made for the tests that ask for them.
+SDXL_SCRIPT = REPO / "scripts" / "make_tiny_sdxl.py"
+SDXL_CHECKPOINT = "papa_tiny_sdxl.safetensors"
+SD2_SCRIPT = REPO / "scripts" / "make_tiny_sd2.py"
+SD2_CHECKPOINT = "papa_tiny_sd2v.safetensors"
+
+
+def _ensure_family(script, root):
+    """Return root/<digest>, (re)generating it when the script or its helpers changed."""
+    digest = hashlib.sha256(script.read_bytes() + SCRIPT.read_bytes()).hexdigest()[:16]
+    out = root / digest
+    if not (out / ".done").exists():
+        for stale in root.glob("*") if root.exists() else []:
+            shutil.rmtree(stale, ignore_errors=True)
+        subprocess.run([str(VENV_PYTHON), str(script), str(COMFYUI), str(out)], check=True)
+        (out / ".done").write_text("ok\n")
+    return out
+
+
+def ensure_tiny_sdxl():
+    return _ensure_family(SDXL_SCRIPT, MODEL_CACHE.parent / "test-models-sdxl")
+
+
+def ensure_tiny_sd2():
+    return _ensure_family(SD2_SCRIPT, MODEL_CACHE.parent / "test-models-sd2")

@@ -1,0 +1,245 @@
+"""The whole PAPA / EPAPA loop on a tiny random SDXL checkpoint in a real ComfyUI server.
+
+SDXL differs from SD1.5 in what the loop must carry through: two text encoders (CLIP-L + CLIP-G),
+CLIP-G's pooled output and the ADM size conditioning, all of which the host's own conditioning
+and denoiser must see at training time as they did at sampling time.
+"""
+
+import json
+import uuid
+
+import pytest
+import torch
+
+from comfy_papa.profile.store import Profile
+from harness.browser import open_app
+from harness.comfy_server import ComfyServer, make_base_directory
+from harness.graph import Graph, queue, run, wait
+from harness.outputs import saved_latent, ui_text
+from harness.paths import REPO
+from harness.picker import answer, history, wait_pending
+from harness.tiny_models import SDXL_CHECKPOINT, ensure_tiny_sdxl
+
+pytestmark = pytest.mark.slow
+SIZE = 32  # 4x4 latents
+STEPS = 8  # sampling steps of the comparisons
+LABELS = ["like", "dislike", "like", "dislike"]
+SIZE_KEYS = ("width", "height", "target_width", "target_height")
+
+
+@pytest.fixture(scope="module")
+def sdxl(tmp_path_factory):
+    base = make_base_directory(tmp_path_factory.mktemp("comfy-sdxl"), ensure_tiny_sdxl())
+    server = ComfyServer(base).start()
+    yield server
+    server.stop()
+
+
+def _base(g: Graph, prompt: str = "a red fox"):
+    ckpt = g.node("CheckpointLoaderSimple", ckpt_name=SDXL_CHECKPOINT)
+    # CLIPTextEncodeSDXL: the SDXL-specific encoder, with explicit ADM sizes and crops.
+    sizes = dict.fromkeys(SIZE_KEYS, 1024)
+    pos = g.node(
+        "CLIPTextEncodeSDXL",
+        clip=ckpt[1],
+        text_g=prompt,
+        text_l=prompt,
+        crop_w=0,
+        crop_h=0,
+        **sizes,
+    )
+    neg = g.node(
+        "CLIPTextEncodeSDXL", clip=ckpt[1], text_g="", text_l="", crop_w=0, crop_h=0, **sizes
+    )
+    empty = g.node("EmptyLatentImage", width=SIZE, height=SIZE, batch_size=1)
+    return ckpt, pos, neg, empty
+
+
+def _round(profile: str, method: str, seed: int = 0) -> Graph:
+    """Profile -> Apply -> Candidate Sampler -> VAE Decode -> Picker -> Fine-tune."""
+    g = Graph()
+    ckpt, pos, neg, empty = _base(g)
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    applied = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
+    cand = g.node(
+        "PAPACandidateSampler",
+        model=applied[0],
+        positive=pos[0],
+        negative=neg[0],
+        latent=empty[0],
+        count=len(LABELS),
+        seed=seed,
+        steps=3,
+        cfg=1.0,
+        sampler_name="euler",
+        scheduler="normal",
+    )
+    dec = g.node("VAEDecode", samples=cand[0], vae=ckpt[2])
+    picked = g.node(
+        "PAPAPreferencePicker",
+        images=dec[0],
+        candidates=cand[1],
+        profile=prof[0],
+        timeout=600,
+        on_timeout="fail",
+    )
+    g.node(
+        "PAPAFineTune",
+        node_id="ft",
+        model=ckpt[0],
+        feedback=picked[0],
+        profile=prof[0],
+        method=method,
+        cut=0.4,
+        steps=4,
+        learning_rate=1e-2,
+        rank=4,
+        alpha=4.0,
+        c_pref=0.1,
+        c_sim=0.009,
+        batch_size=4,
+        timesteps_per_sample=1,
+        seed=0,
+        gradient_checkpointing=False,
+    )
+    return g
+
+
+def _train_and_export(server: ComfyServer, profile: str, method: str) -> str:
+    """One round labelled over HTTP (as the browser panel would), then Export LoRA."""
+    client = uuid.uuid4().hex
+    prompt_id = queue(server.url, _round(profile, method), client)
+    req = wait_pending(server.url, client, timeout=900)
+    r = answer(server.url, req["request_id"], LABELS)
+    assert r.status_code == 200, r.text
+    result = wait(server.url, prompt_id, timeout=1800)
+    assert result.ok, result.error()
+    assert "round 1" in ui_text(result, "ft")
+    assert [row["label"] for row in history(server.base, profile)] == [1.0, -1.0, 1.0, -1.0]
+    p = Profile.open(server.base / "models" / "papa_profiles", profile, create=False)
+    assert p.round == 1
+    state = p.load_round()
+    # training retrains on the ADM sizes the candidates were sampled with (not SDXL's 768 default)
+    sizes = {k.split(".", 1)[1]: int(v.item()) for k, v in state.conds.items() if ".num." in k}
+    assert sizes == {"num.crop_w": 0, "num.crop_h": 0, **{f"num.{k}": 1024 for k in SIZE_KEYS}}
+    # the adapter reaches SDXL's linear-projection transformer blocks
+    assert any("transformer_blocks" in k and k.endswith(".lora_up.weight") for k in state.adapter)
+    g = Graph()
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    g.node("PAPAExportLoRA", node_id="export", profile=prof[0], filename="papa_sdxl_")
+    r = run(server.url, g)
+    assert r.ok, r.error()
+    return json.loads(ui_text(r, "export"))["lora"]
+
+
+def _ksampler(
+    g, model, pos, neg, latent, seed, start=0, end=10000, add_noise="enable", left="disable"
+):
+    return g.node(
+        "KSamplerAdvanced",
+        model=model,
+        positive=pos[0],
+        negative=neg[0],
+        latent_image=latent[0],
+        noise_seed=seed,
+        steps=STEPS,
+        cfg=1.0,
+        sampler_name="euler",
+        scheduler="normal",
+        add_noise=add_noise,
+        start_at_step=start,
+        end_at_step=end,
+        return_with_leftover_noise=left,
+    )
+
+
+def test_sdxl_papa_round_exports_a_lora_core_samples_like_apply_profile(sdxl):
+    lora = _train_and_export(sdxl, "sdxl-papa", "PAPA")
+    g = Graph()
+    ckpt, pos, neg, empty = _base(g)
+    prof = g.node("PAPAProfile", name="sdxl-papa", rollback_to_round=-1, reset=False)
+    mine = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
+    core = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=1.0)
+    for tag, model in (("mine", mine[0]), ("core", core[0]), ("base", ckpt[0])):
+        ks = _ksampler(g, model, pos, neg, empty, 11)
+        g.node("SaveLatent", node_id=tag, samples=ks[0], filename_prefix=f"sdxl_{tag}")
+    r = run(sdxl.url, g, timeout=1800)
+    assert r.ok, r.error()
+    a, b, base = (saved_latent(sdxl, r, t) for t in ("mine", "core", "base"))
+    assert a.isfinite().all()
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert (a - base).abs().max() > 1e-3, "the adapter must change the samples"
+    assert "Requested to load SDXL" in sdxl.log(), "the checkpoint must load as SDXL"
+
+
+def _gate_steps(steps: int, cut: float = 0.4, table: int = 1000) -> int:
+    ts = torch.linspace(table - 1, 0, steps)
+    return int((ts >= int(cut * table)).sum())
+
+
+def test_sdxl_epapa_adapter_is_on_exactly_at_the_steps_above_the_cut(sdxl):
+    lora = _train_and_export(sdxl, "sdxl-epapa", "EPAPA")
+    k = _gate_steps(STEPS)
+    assert 0 < k < STEPS
+    strength = 3.0
+    g = Graph()
+    ckpt, pos, neg, empty = _base(g)
+    prof = g.node("PAPAProfile", name="sdxl-epapa", rollback_to_round=-1, reset=False)
+    gated = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=strength)
+    always = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=strength)
+    full = _ksampler(g, gated[0], pos, neg, empty, 5)
+    g.node("SaveLatent", node_id="full", samples=full[0], filename_prefix="sdxl_gate_full")
+    for split in (k - 1, k, k + 1):
+        head = _ksampler(g, always[0], pos, neg, empty, 5, end=split, left="enable")
+        tail = _ksampler(g, ckpt[0], pos, neg, head, 5, start=split, add_noise="disable")
+        g.node("SaveLatent", node_id=f"s{split}", samples=tail[0], filename_prefix="sdxl_gate")
+    r = run(sdxl.url, g, timeout=1800)
+    assert r.ok, r.error()
+    full_lat = saved_latent(sdxl, r, "full")
+    diffs = {
+        s: (saved_latent(sdxl, r, f"s{s}") - full_lat).abs().max().item() for s in (k - 1, k, k + 1)
+    }
+    assert diffs[k] < 1e-3, diffs
+    floor = 50 * max(diffs[k], 1e-6)
+    assert diffs[k - 1] > floor and diffs[k + 1] > floor, diffs
+
+
+def _set_inputs(prompt: dict, class_type: str, **values) -> None:
+    hits = [n for n in prompt.values() if n["class_type"] == class_type]
+    assert hits, f"no {class_type} in the prompt"
+    for n in hits:
+        n["inputs"].update(values)
+
+
+def test_epapa_sdxl_workflow_runs_end_to_end_answered_over_http(sdxl, browser):
+    """workflows/epapa_loop_sdxl.json as shipped, converted to API format by the frontend itself
+    (app.graphToPrompt), with only the checkpoint and the sizes/steps made tiny."""
+    wf = json.loads((REPO / "workflows" / "epapa_loop_sdxl.json").read_text())
+    page, _ = open_app(browser, sdxl.url)
+    try:
+        page.evaluate("async (wf) => { await app.loadGraphData(wf); }", wf)
+        prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    finally:
+        page.context.close()
+    name = f"wf-sdxl-{uuid.uuid4().hex[:8]}"
+    _set_inputs(prompt, "CheckpointLoaderSimple", ckpt_name=SDXL_CHECKPOINT)
+    _set_inputs(prompt, "PAPAProfile", name=name)
+    _set_inputs(prompt, "EmptyLatentImage", width=SIZE, height=SIZE)
+    _set_inputs(prompt, "PAPACandidateSampler", count=3, steps=2)
+    _set_inputs(prompt, "PAPAFineTune", steps=2, batch_size=3, timesteps_per_sample=1)
+    _set_inputs(prompt, "KSampler", steps=2)
+    ft = next(n for n in prompt.values() if n["class_type"] == "PAPAFineTune")
+    assert ft["inputs"]["method"] == "EPAPA"
+    client = uuid.uuid4().hex
+    prompt_id = queue(sdxl.url, prompt, client)
+    req = wait_pending(sdxl.url, client, timeout=900)
+    r = answer(sdxl.url, req["request_id"], ["like", "dislike", "like"])
+    assert r.status_code == 200, r.text
+    result = wait(sdxl.url, prompt_id, timeout=1800)
+    assert result.ok, result.error()
+    assert [o for o in result.outputs.values() if o.get("images")], result.outputs
+    assert [row["label"] for row in history(sdxl.base, name)] == [1.0, -1.0, 1.0]
+    manifest = json.loads(
+        (sdxl.base / "models" / "papa_profiles" / name / "manifest.json").read_text()
+    )
+    assert manifest["round"] == 1, "the fine-tune committed round 1"
