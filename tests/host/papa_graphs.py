@@ -1,7 +1,12 @@
 """Graph builders shared by the host tests: the PAPA round on the tiny SD1.5 checkpoint."""
 
+import json
+
+import torch
+
 from harness.finetune import finetune_node as finetune
-from harness.graph import Graph
+from harness.graph import Graph, run
+from harness.outputs import saved_latent, ui_text
 
 SIZE = 32  # 4x4 latents: training rounds stay cheap on two CPU cores
 
@@ -62,3 +67,99 @@ def labelled_round(checkpoint: str, profile: str, labels: str, seed=0, count=Non
     fb = g.node("PAPALabels", metadata=cand[1], labels=labels, profile=prof[0])
     finetune_node(g, ckpt[0], fb[0], prof[0], **ft)
     return g
+
+
+# ---- comparisons after a trained round (any model family: `base(g)` builds its loader) ------
+STEPS = 8  # sampling steps of the comparisons
+
+
+def export_lora(server, profile: str, prefix: str, timeout: float = 300.0) -> str:
+    """PAPA Export LoRA of the profile's current round; the file name it wrote."""
+    g = Graph()
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    g.node("PAPAExportLoRA", node_id="export", profile=prof[0], filename=prefix)
+    r = run(server.url, g, timeout=timeout)
+    assert r.ok, r.error()
+    return json.loads(ui_text(r, "export"))["lora"]
+
+
+def ksampler(
+    g: Graph,
+    model,
+    pos,
+    neg,
+    latent,
+    seed,
+    start=0,
+    end=10000,
+    add_noise="enable",
+    left="disable",
+    steps=STEPS,
+):
+    """Core KSamplerAdvanced (euler, normal, cfg 1) over steps start..end of the schedule."""
+    return g.node(
+        "KSamplerAdvanced",
+        model=model,
+        positive=pos[0],
+        negative=neg[0],
+        latent_image=latent[0],
+        noise_seed=seed,
+        steps=steps,
+        cfg=1.0,
+        sampler_name="euler",
+        scheduler="normal",
+        add_noise=add_noise,
+        start_at_step=start,
+        end_at_step=end,
+        return_with_leftover_noise=left,
+    )
+
+
+def apply_core_base_latents(server, base, profile: str, lora: str, tag: str, timeout=300.0):
+    """The same seed sampled through PAPA Apply Profile, core LoraLoaderModelOnly on the exported
+    `lora`, and the base model: the three latents. `base(g)` -> (model, pos, neg, empty)."""
+    g = Graph()
+    model, pos, neg, empty = base(g)
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    mine = g.node("PAPAApplyProfile", model=model[0], profile=prof[0], strength=1.0)
+    core = g.node("LoraLoaderModelOnly", model=model[0], lora_name=lora, strength_model=1.0)
+    for name, m in (("mine", mine[0]), ("core", core[0]), ("base", model[0])):
+        ks = ksampler(g, m, pos, neg, empty, 11)
+        g.node("SaveLatent", node_id=name, samples=ks[0], filename_prefix=f"{tag}_{name}")
+    r = run(server.url, g, timeout=timeout)
+    assert r.ok, r.error()
+    return tuple(saved_latent(server, r, t) for t in ("mine", "core", "base"))
+
+
+def gate_steps(steps: int, cut: float = 0.4, table: int = 1000) -> int:
+    """How many steps of ComfyUI's 'normal' schedule sit at timestep >= cut*T, i.e. sigma >= cut.
+
+    The normal schedule visits timesteps linspace(T-1, 0, steps); sigma grows with the timestep.
+    """
+    ts = torch.linspace(table - 1, 0, steps)
+    return int((ts >= int(cut * table)).sum())
+
+
+def epapa_gate_diffs(server, base, profile: str, lora: str, tag: str, timeout=300.0):
+    """EPAPA's gate, measured: the sample of Apply Profile (adapter gated at the cut) against
+    samples that use the exported adapter everywhere for the first `split` steps and the base
+    model after, for split = k-1, k, k+1 (k = gate_steps(STEPS)). Strength 3 makes one step with
+    or without the adapter clearly visible. Returns k and {split: max abs difference}."""
+    k = gate_steps(STEPS)
+    strength = 3.0
+    g = Graph()
+    model, pos, neg, empty = base(g)
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    gated = g.node("PAPAApplyProfile", model=model[0], profile=prof[0], strength=strength)
+    always = g.node("LoraLoaderModelOnly", model=model[0], lora_name=lora, strength_model=strength)
+    full = ksampler(g, gated[0], pos, neg, empty, 5)
+    g.node("SaveLatent", node_id="full", samples=full[0], filename_prefix=f"{tag}_full")
+    for split in (k - 1, k, k + 1):
+        head = ksampler(g, always[0], pos, neg, empty, 5, end=split, left="enable")
+        tail = ksampler(g, model[0], pos, neg, head, 5, start=split, add_noise="disable")
+        g.node("SaveLatent", node_id=f"s{split}", samples=tail[0], filename_prefix=tag)
+    r = run(server.url, g, timeout=timeout)
+    assert r.ok, r.error()
+    full_lat = saved_latent(server, r, "full")
+    splits = (k - 1, k, k + 1)
+    return k, {s: (saved_latent(server, r, f"s{s}") - full_lat).abs().max().item() for s in splits}

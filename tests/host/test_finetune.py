@@ -1,16 +1,19 @@
 """PAPA Fine-tune in a real ComfyUI: a round commits to the profile, outputs behave as promised."""
 
-import json
-
 import pytest
 import torch
-from papa_graphs import base_nodes, labelled_round
+from papa_graphs import (
+    STEPS,
+    apply_core_base_latents,
+    base_nodes,
+    epapa_gate_diffs,
+    export_lora,
+    labelled_round,
+)
 
 from comfy_papa.profile.store import Profile
-from harness.graph import Graph, run
-from harness.outputs import saved_latent, ui_text
-
-STEPS = 8
+from harness.graph import run
+from harness.outputs import ui_text
 
 
 def profiles_dir(server):
@@ -53,121 +56,24 @@ def _train(server, checkpoint, name, method, lr=1e-2, steps=8):
         ),
     )
     assert r.ok, r.error()
-    g = Graph()
-    prof = g.node("PAPAProfile", name=name, rollback_to_round=-1, reset=False)
-    g.node("PAPAExportLoRA", node_id="export", profile=prof[0], filename="papa_")
-    r = run(server.url, g)
-    assert r.ok, r.error()
-    return json.loads(ui_text(r, "export"))["lora"]
-
-
-def _ksampler(g, model, pos, neg, empty, seed, **kw):
-    args = dict(noise_seed=seed, steps=STEPS, cfg=1.0, sampler_name="euler", scheduler="normal")
-    args.update(kw)
-    return g.node(
-        "KSamplerAdvanced",
-        model=model,
-        positive=pos[0],
-        negative=neg[0],
-        latent_image=empty[0],
-        **args,
-    )
+    return export_lora(server, name, "papa_")
 
 
 def test_exported_lora_in_core_loraloader_samples_like_the_finetune_output(comfy, checkpoint_name):
     lora = _train(comfy, checkpoint_name, "ft-export", "PAPA")
-    g = Graph()
-    ckpt, pos, neg, empty = base_nodes(g, checkpoint_name)
-    prof = g.node("PAPAProfile", name="ft-export", rollback_to_round=-1, reset=False)
-    mine = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
-    core = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=1.0)
-    common = dict(
-        add_noise="enable", start_at_step=0, end_at_step=10000, return_with_leftover_noise="disable"
+    a, b, base = apply_core_base_latents(
+        comfy, lambda g: base_nodes(g, checkpoint_name), "ft-export", lora, "ft_export"
     )
-    for tag, model in (("mine", mine[0]), ("core", core[0]), ("base", ckpt[0])):
-        ks = _ksampler(g, model, pos, neg, empty, 11, **common)
-        g.node("SaveLatent", node_id=tag, samples=ks[0], filename_prefix=f"ft_export_{tag}")
-    r = run(comfy.url, g)
-    assert r.ok, r.error()
-    a, b, base = (saved_latent(comfy, r, t) for t in ("mine", "core", "base"))
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert (a - base).abs().max() > 1e-3, "the adapter must change the samples"
 
 
-def _gate_steps(steps: int, cut: float = 0.4, table: int = 1000) -> int:
-    """How many steps of ComfyUI's 'normal' schedule sit at timestep >= cut*T, i.e. sigma >= cut.
-
-    The normal schedule visits timesteps linspace(T-1, 0, steps); sigma grows with the timestep.
-    """
-    ts = torch.linspace(table - 1, 0, steps)
-    return int((ts >= int(cut * table)).sum())
-
-
 def test_epapa_adapter_is_on_exactly_at_the_steps_above_the_cut(comfy, checkpoint_name):
     lora = _train(comfy, checkpoint_name, "ft-gate", "EPAPA")
-    k = _gate_steps(STEPS)
-    assert 0 < k < STEPS
-    strength = 3.0  # amplify the adapter so one step with or without it is clearly visible
-    g = Graph()
-    ckpt, pos, neg, empty = base_nodes(g, checkpoint_name)
-    prof = g.node("PAPAProfile", name="ft-gate", rollback_to_round=-1, reset=False)
-    gated = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=strength)
-    always = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=strength)
-    full = _ksampler(
-        g,
-        gated[0],
-        pos,
-        neg,
-        empty,
-        5,
-        add_noise="enable",
-        start_at_step=0,
-        end_at_step=10000,
-        return_with_leftover_noise="disable",
+    k, diffs = epapa_gate_diffs(
+        comfy, lambda g: base_nodes(g, checkpoint_name), "ft-gate", lora, "gate"
     )
-    g.node("SaveLatent", node_id="full", samples=full[0], filename_prefix="gate_full")
-    for split in (k - 1, k, k + 1):
-        head = _ksampler(
-            g,
-            always[0],
-            pos,
-            neg,
-            empty,
-            5,
-            add_noise="enable",
-            start_at_step=0,
-            end_at_step=split,
-            return_with_leftover_noise="enable",
-        )
-        tail = g.node(
-            "KSamplerAdvanced",
-            model=ckpt[0],
-            add_noise="disable",
-            noise_seed=5,
-            steps=STEPS,
-            cfg=1.0,
-            sampler_name="euler",
-            scheduler="normal",
-            positive=pos[0],
-            negative=neg[0],
-            latent_image=head[0],
-            start_at_step=split,
-            end_at_step=10000,
-            return_with_leftover_noise="disable",
-        )
-        g.node(
-            "SaveLatent",
-            node_id=f"split{split}",
-            samples=tail[0],
-            filename_prefix=f"gate_split{split}",
-        )
-    r = run(comfy.url, g)
-    assert r.ok, r.error()
-    full_lat = saved_latent(comfy, r, "full")
-    diffs = {
-        s: (saved_latent(comfy, r, f"split{s}") - full_lat).abs().max().item()
-        for s in (k - 1, k, k + 1)
-    }
+    assert 0 < k < STEPS
     assert diffs[k] < 1e-3, diffs
     assert diffs[k - 1] > 50 * max(diffs[k], 1e-6) and diffs[k + 1] > 50 * max(diffs[k], 1e-6), (
         diffs

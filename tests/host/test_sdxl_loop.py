@@ -10,19 +10,19 @@ import uuid
 
 import pytest
 import torch
+from papa_graphs import STEPS, apply_core_base_latents, epapa_gate_diffs, export_lora
 
 from comfy_papa.profile.store import Profile
 from harness.browser import open_app
 from harness.comfy_server import ComfyServer, make_base_directory
-from harness.graph import Graph, queue, run, wait
-from harness.outputs import saved_latent, ui_text
+from harness.graph import Graph, queue, wait
+from harness.outputs import ui_text
 from harness.paths import REPO
 from harness.picker import answer, history, wait_pending
 from harness.tiny_models import SDXL_CHECKPOINT, ensure_tiny_sdxl
 
 pytestmark = pytest.mark.slow
 SIZE = 32  # 4x4 latents
-STEPS = 8  # sampling steps of the comparisons
 LABELS = ["like", "dislike", "like", "dislike"]
 SIZE_KEYS = ("width", "height", "target_width", "target_height")
 
@@ -124,81 +124,22 @@ def _train_and_export(server: ComfyServer, profile: str, method: str) -> str:
     assert sizes == {"num.crop_w": 0, "num.crop_h": 0, **{f"num.{k}": 1024 for k in SIZE_KEYS}}
     # the adapter reaches SDXL's linear-projection transformer blocks
     assert any("transformer_blocks" in k and k.endswith(".lora_up.weight") for k in state.adapter)
-    g = Graph()
-    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
-    g.node("PAPAExportLoRA", node_id="export", profile=prof[0], filename="papa_sdxl_")
-    r = run(server.url, g)
-    assert r.ok, r.error()
-    return json.loads(ui_text(r, "export"))["lora"]
-
-
-def _ksampler(
-    g, model, pos, neg, latent, seed, start=0, end=10000, add_noise="enable", left="disable"
-):
-    return g.node(
-        "KSamplerAdvanced",
-        model=model,
-        positive=pos[0],
-        negative=neg[0],
-        latent_image=latent[0],
-        noise_seed=seed,
-        steps=STEPS,
-        cfg=1.0,
-        sampler_name="euler",
-        scheduler="normal",
-        add_noise=add_noise,
-        start_at_step=start,
-        end_at_step=end,
-        return_with_leftover_noise=left,
-    )
+    return export_lora(server, profile, "papa_sdxl_")
 
 
 def test_sdxl_papa_round_exports_a_lora_core_samples_like_apply_profile(sdxl):
     lora = _train_and_export(sdxl, "sdxl-papa", "PAPA")
-    g = Graph()
-    ckpt, pos, neg, empty = _base(g)
-    prof = g.node("PAPAProfile", name="sdxl-papa", rollback_to_round=-1, reset=False)
-    mine = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
-    core = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=1.0)
-    for tag, model in (("mine", mine[0]), ("core", core[0]), ("base", ckpt[0])):
-        ks = _ksampler(g, model, pos, neg, empty, 11)
-        g.node("SaveLatent", node_id=tag, samples=ks[0], filename_prefix=f"sdxl_{tag}")
-    r = run(sdxl.url, g, timeout=1800)
-    assert r.ok, r.error()
-    a, b, base = (saved_latent(sdxl, r, t) for t in ("mine", "core", "base"))
+    a, b, base = apply_core_base_latents(sdxl, _base, "sdxl-papa", lora, "sdxl", timeout=1800)
     assert a.isfinite().all()
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     assert (a - base).abs().max() > 1e-3, "the adapter must change the samples"
     assert "Requested to load SDXL" in sdxl.log(), "the checkpoint must load as SDXL"
 
 
-def _gate_steps(steps: int, cut: float = 0.4, table: int = 1000) -> int:
-    ts = torch.linspace(table - 1, 0, steps)
-    return int((ts >= int(cut * table)).sum())
-
-
 def test_sdxl_epapa_adapter_is_on_exactly_at_the_steps_above_the_cut(sdxl):
     lora = _train_and_export(sdxl, "sdxl-epapa", "EPAPA")
-    k = _gate_steps(STEPS)
+    k, diffs = epapa_gate_diffs(sdxl, _base, "sdxl-epapa", lora, "sdxl_gate", timeout=1800)
     assert 0 < k < STEPS
-    strength = 3.0
-    g = Graph()
-    ckpt, pos, neg, empty = _base(g)
-    prof = g.node("PAPAProfile", name="sdxl-epapa", rollback_to_round=-1, reset=False)
-    gated = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=strength)
-    always = g.node("LoraLoaderModelOnly", model=ckpt[0], lora_name=lora, strength_model=strength)
-    full = _ksampler(g, gated[0], pos, neg, empty, 5)
-    g.node("SaveLatent", node_id="full", samples=full[0], filename_prefix="sdxl_gate_full")
-    for split in (k - 1, k, k + 1):
-        head = _ksampler(g, always[0], pos, neg, empty, 5, end=split, left="enable")
-        tail = _ksampler(g, ckpt[0], pos, neg, head, 5, start=split, add_noise="disable")
-        g.node("SaveLatent", node_id=f"s{split}", samples=tail[0], filename_prefix="sdxl_gate")
-    r = run(sdxl.url, g, timeout=1800)
-    assert r.ok, r.error()
-    full_lat = saved_latent(sdxl, r, "full")
-    diffs = {
-        s: (saved_latent(sdxl, r, f"s{s}") - full_lat).abs().max().item() for s in (k - 1, k, k + 1)
-    }
     assert diffs[k] < 1e-3, diffs
     floor = 50 * max(diffs[k], 1e-6)
     assert diffs[k - 1] > floor and diffs[k + 1] > floor, diffs
