@@ -1,36 +1,13 @@
 """PAPA Before / After: the same seeds from the base model and the personalised one, one grid."""
 
-import comfy.model_management
-import comfy.sample
 import comfy.samplers
-import comfy.utils
 import torch
 from comfy_api.latest import io, ui
 
+from ..host.sampling import sample_seeds, seed_run
 from .types import CATEGORY
 
 GAP = 4  # pixels of mid-gray between the two rows and between the pictures
-
-
-def sample_seeds(model, positive, negative, latent, seeds, steps, cfg, sampler, scheduler):
-    """One picture per seed (each seed's own noise, so a picture can be remade alone)."""
-    base = comfy.sample.fix_empty_latent_channels(model, latent["samples"][:1])
-    latents_in = base.repeat(len(seeds), *([1] * (base.ndim - 1)))
-    noise = torch.cat([comfy.sample.prepare_noise(base, s) for s in seeds], dim=0)
-    samples = comfy.sample.sample(
-        model,
-        noise,
-        steps,
-        cfg,
-        sampler,
-        scheduler,
-        positive,
-        negative,
-        latents_in,
-        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED,
-        seed=seeds[0],
-    )
-    return samples.to(comfy.model_management.intermediate_device())
 
 
 def grid(rows: list[torch.Tensor]) -> torch.Tensor:
@@ -123,7 +100,7 @@ class BeforeAfter(io.ComfyNode):
         sampler_name,
         scheduler,
     ) -> io.NodeOutput:
-        seeds = [(seed + i) % 2**64 for i in range(count)]
+        seeds = seed_run(seed, count)
         rows = []
         for model in (base_model, personalised_model):
             samples = sample_seeds(
