@@ -152,6 +152,9 @@ def test_sd3_papa_round_exports_a_lora_core_samples_like_apply_profile(sd3):
     log = sd3.log()
     assert "Requested to load SD3" in log, "the checkpoint must load as SD3"
     assert "model_type FLOW" in log, "the loader must see a flow model"
+    # Apply Profile bakes through the loader core uses: equal samples alone would not show that
+    # every exported key reached a layer
+    assert "lora key not loaded" not in log
 
 
 def test_sd3_epapa_adapter_is_on_exactly_at_the_steps_above_the_cut(sd3):

@@ -41,3 +41,4 @@ def test_flux_is_refused_naming_the_family(cls, family):
         refuse_unsupported_family(Patcher(cls()))
     msg = str(err.value)
     assert f"does not support {family} models" in msg and cls.__name__ in msg
+    assert "in place" in msg and "SD3" in msg, "the message says why and what works"
