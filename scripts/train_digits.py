@@ -6,13 +6,14 @@ Objective, seeding and resume: comfy_papa/digits/training.py (v MSE, its x0 weig
 1 + 5 on nearly clean inputs), shared with scripts/train_digits_diffusers.py. ComfyUI's
 V_PREDICTION model computes the same input as x / sqrt(1 + sigma^2), passes
 t = model_sampling.timestep(sigma) and reads the output as v. Why v and not epsilon: an epsilon
-error at sigma moves the sampler's x0 by sigma times itself (up to 157x here), and the epsilon model
-of the same size and budget left a third of its samples on grainy gray backgrounds. Forward passes run under bf16 autocast (fp32 weights, optimiser
-and loss): about twice as fast on CPUs with AVX512-BF16.
+error at sigma moves the sampler's x0 by sigma times itself (up to 157x here), and the epsilon
+model of the same size and budget left a third of its samples on grainy gray backgrounds.
+Forward passes run under bf16 autocast (fp32 weights, optimiser and loss): about twice as fast
+on CPUs with AVX512-BF16.
 
 Usage (long: run it niced, in the background):
-  nice -n 19 .host/venv/bin/python scripts/train_digits.py --workdir /tmp/papa-digits \
-      > /tmp/papa-digits.log 2>&1 &
+  (echo 19 > /proc/self/autogroup; .host/venv/bin/python scripts/train_digits.py \
+      --workdir /tmp/papa-digits > /tmp/papa-digits.log 2>&1 &)
 Writes checkpoints to WORKDIR every --save-every steps (resumes from the last one) and the EMA
 weights to comfy_papa/assets/digits_unet.safetensors at the end.
 """
