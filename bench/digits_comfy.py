@@ -134,11 +134,16 @@ class ComfyDigits:
         return out
 
     def _finetune_node(self, fb, profile) -> None:
+        from comfy_papa.core.settings import FinetuneSettings
         from comfy_papa.nodes.finetune import FineTune
 
-        kw = dict(self.finetune_kw, seed=self.seed)
-        kw["method"] = "EPAPA" if self.method == "epapa" else "PAPA"
-        FineTune.execute(self.base, fb, profile, **kw)
+        # The node's own inputs, and every other setting as its `options` input (what a PAPA
+        # Training Options node passes; the benchmark's --set reaches settings that node lacks).
+        options = dict(self.finetune_kw)
+        steps = options.pop("steps", FinetuneSettings().steps)
+        method = "EPAPA" if self.method == "epapa" else "PAPA"
+        options.pop("method", None)
+        FineTune.execute(self.base, fb, profile, method, steps, self.seed, options=options)
 
     def _baseline(self, fb, profile) -> bool:
         """One baseline round through `finetune`; False (labels kept, nothing trained) when D3PO
