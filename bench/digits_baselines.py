@@ -42,8 +42,14 @@ def configured(cls: type[RoundLoop], **params) -> type[RoundLoop]:
 
 
 def _require_eps(kind: str) -> None:
-    if kind != "eps":
-        raise ValueError(f"the digits baselines are written for epsilon models, not {kind!r}.")
+    """The baselines' errors are in epsilon units, SNR_t ||x0 - x0_hat||^2 for x = x0 + sigma eps:
+    the noising of ComfyUI's epsilon and v-prediction models alike (v is only what the network
+    outputs), so both are accepted."""
+    if kind not in ("eps", "v"):
+        raise ValueError(
+            f"the digits baselines are written for epsilon and v models (x = x0 + sigma eps), "
+            f"not {kind!r}."
+        )
 
 
 class KTORound(RoundLoop):

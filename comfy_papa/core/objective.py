@@ -60,6 +60,7 @@ class PapaConfig:
     snr_gamma: float = 5.0
     c_trust: float = 0.0
     dislike_from: float = 0.0
+    snr_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
@@ -69,6 +70,11 @@ class PapaConfig:
             )
         if not self.snr_gamma > 0:
             raise ValueError(f"snr_gamma must be > 0 (5 is the usual value), got {self.snr_gamma}.")
+        if not 0 <= self.snr_floor <= self.snr_gamma:
+            raise ValueError(
+                f"snr_floor must be in [0, snr_gamma = {self.snr_gamma}] (0: plain min-SNR), got "
+                f"{self.snr_floor}."
+            )
         for name in ("c_pref", "c_sim", "dislike_weight", "c_anchor", "c_trust"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
@@ -293,7 +299,8 @@ def mc_timestep_batch(
     snr_all = snr(sig.double(), kind)
     if cfg.weighting == "snr":
         idx = stratified_timesteps(len(sig), cfg.cut, len(x0), m, generator)
-        coef = snr_all[idx].clamp(max=cfg.snr_gamma).to(sig.dtype) / m
+        lam = snr_all[idx].clamp(min=cfg.snr_floor, max=cfg.snr_gamma)
+        coef = lam.to(sig.dtype) / m
     else:
         weights = elbo_weights(sig, kind)
         q = timestep_proposal(weights * gaussian_denoise_error(snr_all).to(weights.dtype), cfg.cut)

@@ -61,6 +61,7 @@ class FinetuneSettings:
     balance: bool = True
     paired: bool = True
     dislike_from: float = 0.3
+    snr_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -113,6 +114,7 @@ class FinetuneSettings:
             snr_gamma=self.snr_gamma,
             c_trust=self.c_trust,
             dislike_from=self.dislike_from,
+            snr_floor=self.snr_floor,
         )
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import comfy.latent_formats
+import comfy.model_base
 import comfy.model_management
 import comfy.model_patcher
 import comfy.sd
@@ -31,7 +32,7 @@ class DigitsPixels(comfy.latent_formats.LatentFormat):
 
 
 class DigitsModel(comfy.supported_models_base.BASE):
-    """An unconditional epsilon-prediction DDPM on 32x32 digits (see config.py)."""
+    """An unconditional v-prediction DDPM on 32x32 digits (see config.py)."""
 
     unet_config = UNET_CONFIG
     unet_extra_config: dict = {}
@@ -40,9 +41,13 @@ class DigitsModel(comfy.supported_models_base.BASE):
     memory_usage_factor = 1.0
     supported_inference_dtypes = [torch.float32, torch.float16, torch.bfloat16]
 
+    def model_type(self, state_dict, prefix=""):
+        # scripts/train_digits.py trains v (Salimans & Ho 2022); the schedule is SAMPLING_SETTINGS
+        return comfy.model_base.ModelType.V_PREDICTION
+
 
 def build_base_model(dtype: torch.dtype = torch.float32, device=None):
-    """A `model_base.BaseModel` (EPS, discrete DDPM schedule) with uninitialised weights."""
+    """A `model_base.BaseModel` (V_PREDICTION, discrete DDPM schedule), weights uninitialised."""
     config = DigitsModel(UNET_CONFIG)
     config.set_inference_dtype(dtype, None)
     return config.get_model({}, device=device)

@@ -34,10 +34,12 @@ from torch import Tensor
 
 from ..core.optim import flatten_optimizer, restore_optimizer
 
-LOSS_TEXT = (
-    "eps MSE * min(SNR, 5) / SNR * min(1 + sigma^2, 20) "
-    "+ min(1 + sigma^2, 1000) * (image-mean eps error)^2"
-)
+PREDICTIONS = ("eps", "v")
+LOSS_TEXT = {
+    "eps": "eps MSE * min(SNR, 5) / SNR * min(1 + sigma^2, 20) "
+    "+ min(1 + sigma^2, 1000) * (image-mean eps error)^2",
+    "v": "v MSE * min(1, (1 + 5) / (1 + SNR))",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class TrainOptions:
     save_every: int = 100
     no_bf16: bool = False
     device: str = "cpu"
+    prediction: str = "eps"
 
 
 def add_arguments(ap: argparse.ArgumentParser, defaults: TrainOptions) -> None:
@@ -86,6 +89,12 @@ def add_arguments(ap: argparse.ArgumentParser, defaults: TrainOptions) -> None:
     ap.add_argument("--out", type=Path, default=d.out)
     ap.add_argument("--no-bf16", action="store_true", help="train in fp32 (slower)")
     ap.add_argument(
+        "--prediction",
+        choices=PREDICTIONS,
+        default=d.prediction,
+        help="what the network predicts: eps (epsilon) or v (Salimans & Ho 2022)",
+    )
+    ap.add_argument(
         "--device",
         default=d.device,
         help="cpu or cuda; the random draws are made on the CPU either way, so a run differs "
@@ -98,8 +107,12 @@ def options_from(ns: argparse.Namespace) -> TrainOptions:
 
 
 def loss_weights(abar: Tensor, opts: TrainOptions) -> tuple[Tensor, Tensor]:
-    """Per-timestep weights of the per-pixel eps MSE and of the DC term (module docstring)."""
+    """Per-timestep weights of the per-pixel MSE and of the DC term (module docstring)."""
     snr = abar / (1 - abar)
+    if opts.prediction == "v":
+        # v MSE = (1 + SNR) x0 MSE: the x0 weight capped at 1 + min_snr (Min-SNR's cap on nearly
+        # clean inputs), and no DC term: a v error moves x0 by sqrt(1 - abar) <= 1 times itself.
+        return ((1 + opts.min_snr) / (1 + snr)).clamp(max=1.0), torch.zeros_like(snr)
     mse_w = snr.clamp(max=opts.min_snr) / snr * (1 + 1 / snr).clamp(max=opts.v_weight_cap)
     dc_w = (1 + 1 / snr).clamp(max=opts.dc_weight_cap)
     return mse_w, dc_w
@@ -116,9 +129,9 @@ def draw_batch(
     return idx, t, eps
 
 
-def weighted_eps_loss(pred: Tensor, eps: Tensor, mse_w: Tensor, dc_w: Tensor) -> Tensor:
-    """Mean over the batch of mse_w * per-image eps MSE + dc_w * (per-image mean eps error)^2."""
-    err = pred.float() - eps
+def weighted_loss(pred: Tensor, target: Tensor, mse_w: Tensor, dc_w: Tensor) -> Tensor:
+    """Mean over the batch of mse_w * per-image MSE + dc_w * (per-image mean error)^2."""
+    err = pred.float() - target
     mse = err.pow(2).mean(dim=(1, 2, 3))
     dc = err.mean(dim=(1, 2, 3)).pow(2)
     return (mse_w * mse + dc_w * dc).mean()
@@ -183,14 +196,15 @@ class TrainResult:
 
 def train(
     net: torch.nn.Module,
-    predict_eps: Callable[[Tensor, Tensor], Tensor],
+    predict: Callable[[Tensor, Tensor], Tensor],
     data: Tensor,
     abar: Tensor,
     opts: TrainOptions,
 ) -> TrainResult:
-    """Train `net` (on opts.device, initialised) to predict eps on `data` (latents in [-1, 1]).
+    """Train `net` (on opts.device, initialised) to predict eps or v (`opts.prediction`) on `data`
+    (latents in [-1, 1]).
 
-    `predict_eps(x_t, t)`: the network's eps for the variance-preserving input x_t at integer
+    `predict(x_t, t)`: the network's output for the variance-preserving input x_t at integer
     timesteps t (both on the device). `abar`: the cumulative alphas, one per timestep (CPU).
     Resumes from opts.workdir/last.safetensors and saves there every opts.save_every steps.
     """
@@ -217,12 +231,15 @@ def train(
         idx, t, eps = draw_batch(opts.seed, step, n, opts.batch, timesteps, data.shape[1:])
         eps = eps.to(dev)
         a = abar[t].view(-1, 1, 1, 1).to(dev)
-        xt = a.sqrt() * data[idx.to(dev)] + (1 - a).sqrt() * eps
+        x0 = data[idx.to(dev)]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         for g in opt.param_groups:
             g["lr"] = opts.lr * min(1.0, (step + 1) / opts.warmup)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=not opts.no_bf16):
-            pred = predict_eps(xt, t.to(dev))
-        loss = weighted_eps_loss(pred, eps, mse_weight[t].to(dev), dc_weight[t].to(dev))
+            pred = predict(xt, t.to(dev))
+        # v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022, Sec. 4)
+        target = eps if opts.prediction == "eps" else a.sqrt() * eps - (1 - a).sqrt() * x0
+        loss = weighted_loss(pred, target, mse_weight[t].to(dev), dc_weight[t].to(dev))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -253,8 +270,11 @@ def training_stats(opts: TrainOptions, result: TrainResult, data: str) -> dict:
         "warmup": opts.warmup,
         "ema": opts.ema,
         "min_snr_gamma": opts.min_snr,
-        "v_weight_cap": opts.v_weight_cap,
-        "dc_weight_cap": opts.dc_weight_cap,
+        **(
+            {"v_weight_cap": opts.v_weight_cap, "dc_weight_cap": opts.dc_weight_cap}
+            if opts.prediction == "eps"
+            else {}
+        ),
         "seed": opts.seed,
         "bf16_autocast": not opts.no_bf16,
         "threads": opts.threads,
@@ -262,7 +282,8 @@ def training_stats(opts: TrainOptions, result: TrainResult, data: str) -> dict:
         "images_seen": result.steps * opts.batch,
         "train_seconds": round(result.seconds, 1),
         "final_loss_mean_last_100_steps": round(final_loss, 5),
-        "loss": LOSS_TEXT,
+        "prediction": opts.prediction,
+        "loss": LOSS_TEXT[opts.prediction],
         "data": data,
         "torch": torch.__version__,
     }

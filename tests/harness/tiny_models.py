@@ -23,12 +23,14 @@ def ensure_tiny_models():
 
 
 # The other families: each in its own root, because ensure_tiny_models() clears MODEL_CACHE of
-# every other digest, and these files (full-size random CLIP-G / OpenCLIP-H: ~2 GB / ~1 GB) are
-# only made for the tests that ask for them.
+# every other digest, and these files (full-size random CLIP-G / OpenCLIP-H / CLIP-G: SDXL ~2 GB,
+# SD2 ~1 GB, SD3 ~1.8 GB) are only made for the tests that ask for them.
 SDXL_SCRIPT = REPO / "scripts" / "make_tiny_sdxl.py"
 SDXL_CHECKPOINT = "papa_tiny_sdxl.safetensors"
 SD2_SCRIPT = REPO / "scripts" / "make_tiny_sd2.py"
 SD2_CHECKPOINT = "papa_tiny_sd2v.safetensors"
+SD3_SCRIPT = REPO / "scripts" / "make_tiny_sd3.py"
+SD3_CHECKPOINT = "papa_tiny_sd3.safetensors"
 
 
 def _ensure_family(script, root):
@@ -49,3 +51,7 @@ def ensure_tiny_sdxl():
 
 def ensure_tiny_sd2():
     return _ensure_family(SD2_SCRIPT, MODEL_CACHE.parent / "test-models-sd2")
+
+
+def ensure_tiny_sd3():
+    return _ensure_family(SD3_SCRIPT, MODEL_CACHE.parent / "test-models-sd3")

@@ -140,12 +140,13 @@ def gate_steps(steps: int, cut: float = 0.4, table: int = 1000) -> int:
     return int((ts >= int(cut * table)).sum())
 
 
-def epapa_gate_diffs(server, base, profile: str, lora: str, tag: str, timeout=300.0):
+def epapa_gate_diffs(server, base, profile: str, lora: str, tag: str, timeout=300.0, k=None):
     """EPAPA's gate, measured: the sample of Apply Profile (adapter gated at the cut) against
     samples that use the exported adapter everywhere for the first `split` steps and the base
-    model after, for split = k-1, k, k+1 (k = gate_steps(STEPS)). Strength 3 makes one step with
-    or without the adapter clearly visible. Returns k and {split: max abs difference}."""
-    k = gate_steps(STEPS)
+    model after, for split = k-1, k, k+1 (k: the steps above the cut, default gate_steps(STEPS)).
+    Strength 3 makes one step with or without the adapter clearly visible. Returns k and
+    {split: max abs difference}."""
+    k = gate_steps(STEPS) if k is None else k
     strength = 3.0
     g = Graph()
     model, pos, neg, empty = base(g)
