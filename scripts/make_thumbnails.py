@@ -91,7 +91,7 @@ PREFERRED = {1, 4, 7, 9}
 ROWS, COLS = 3, 4
 
 
-def demo_digits(n: int = 64, seed: int = 7):
+def demo_digits(n: int = 160, seed: int = 7):
     """[n, 32, 32] gray samples of the demo model in [0, 1], their classes and confidences."""
     sys.path.insert(0, str(REPO / "scripts"))
     from digits_base_stats import import_comfy

@@ -119,12 +119,12 @@ def main() -> None:
     profile = f"readme-{uuid.uuid4().hex[:6]}"
     totals = {"like": 0, "dislike": 0}
     with tempfile.TemporaryDirectory() as tmp:
-        server = ComfyServer(make_base_directory(Path(tmp), None)).start()
+        server = ComfyServer(make_base_directory(Path(tmp), None)).start(timeout=600)
         try:
             requests.post(server.url + "/settings/Comfy.TutorialCompleted", json=True, timeout=10)
             with sync_playwright() as p:
                 browser = launch(p)
-                page, _log = open_app(browser, server.url)
+                page, _log = open_app(browser, server.url, timeout_ms=300_000)
                 cid = page.evaluate("() => sessionStorage.getItem('clientId') || app.api.clientId")
                 page.locator(".comfy-menu-button-wrapper").click()
                 page.get_by_role("menuitem", name="Browse Templates").click()
