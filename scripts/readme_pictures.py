@@ -1,7 +1,7 @@
 """Draw the README's pictures as an artist makes them: the real server, the pinned frontend in
 Chromium, the digits template opened from the template browser, labels given with the mouse.
 
-    .host/venv/bin/python scripts/readme_pictures.py [--rounds 6]
+    .host/venv/bin/python scripts/readme_pictures.py [--rounds 10]
 
 docs/picker_panel.jpg
     The preference picker panel of the first round: the demo model's own digits, labelled.
@@ -11,7 +11,7 @@ docs/before_after.png
 
 The "artist" likes 1, 4, 7 and 9 and dislikes every other digit: each candidate is read by the
 bundled classifier (comfy_papa/digits/classifier.py) and clicked in the panel, once for like,
-twice for dislike. The template runs as shipped (its widgets untouched, but the profile's name).
+twice for dislike. The template runs as shipped, its widgets untouched.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import io
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import requests
@@ -38,16 +37,10 @@ STEM, PACK = "papa_digits_demo", "comfy-papa"
 PREFERRED = {1, 4, 7, 9}
 DIALOG = ".papa-overlay .papa-dialog"
 TILES = ".papa-overlay .papa-tile"
-SET_PROFILE = """(name) => {
-  const w = app.graph.nodes.find((n) => n.type === "PAPAProfile").widgets
-    .find((w) => w.name === "name");
-  w.value = name;
-  w.callback?.(name);
-}"""
 
 
 def view(url: str, ref: dict) -> Image.Image:
-    r = requests.get(url + "/view", params=ref, timeout=30)
+    r = requests.get(url + "/view", params=ref, timeout=120)
     r.raise_for_status()
     return Image.open(io.BytesIO(r.content)).convert("RGB")
 
@@ -66,7 +59,7 @@ def read_digits(images: list[Image.Image]) -> list[tuple[int, float]]:
 
 def finished_runs(url: str, profile: str) -> int:
     n = 0
-    for entry in requests.get(url + "/history", timeout=10).json().values():
+    for entry in requests.get(url + "/history", timeout=120).json().values():
         named = any(n["inputs"].get("name") == profile for n in entry["prompt"][2].values())
         n += named and entry.get("status", {}).get("completed") is not None
     return n
@@ -75,7 +68,7 @@ def finished_runs(url: str, profile: str) -> int:
 def last_grid(url: str, profile: str) -> Image.Image:
     runs = [
         e
-        for e in requests.get(url + "/history", timeout=10).json().values()
+        for e in requests.get(url + "/history", timeout=120).json().values()
         if any(n["inputs"].get("name") == profile for n in e["prompt"][2].values())
     ]
     run = max(runs, key=lambda e: e["prompt"][0])
@@ -107,7 +100,7 @@ def captioned(grid: Image.Image, rounds: int, liked: int, disliked: int) -> Imag
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--out", type=Path, default=REPO / "docs")
     args = ap.parse_args()
 
@@ -116,12 +109,12 @@ def main() -> None:
     from harness.browser import launch, open_app
     from harness.comfy_server import ComfyServer, make_base_directory
 
-    profile = f"readme-{uuid.uuid4().hex[:6]}"
+    profile = "digits-taste"  # the template's own (the server's folders are new each time)
     totals = {"like": 0, "dislike": 0}
     with tempfile.TemporaryDirectory() as tmp:
         server = ComfyServer(make_base_directory(Path(tmp), None)).start(timeout=600)
         try:
-            requests.post(server.url + "/settings/Comfy.TutorialCompleted", json=True, timeout=10)
+            requests.post(server.url + "/settings/Comfy.TutorialCompleted", json=True, timeout=120)
             with sync_playwright() as p:
                 browser = launch(p)
                 page, _log = open_app(browser, server.url, timeout_ms=300_000)
@@ -139,7 +132,6 @@ def main() -> None:
                     "&& !document.querySelector('.p-dialog')",
                     timeout=30_000,
                 )
-                page.evaluate(SET_PROFILE, profile)
                 for k in range(1, args.rounds + 1):
                     t0 = time.monotonic()
                     page.locator("#graph-canvas").click(position={"x": 700, "y": 800})
@@ -150,7 +142,7 @@ def main() -> None:
                         arg=f"{TILES} img",
                     )
                     req = requests.get(
-                        server.url + "/papa/pending", params={"client_id": cid}, timeout=10
+                        server.url + "/papa/pending", params={"client_id": cid}, timeout=120
                     ).json()["pending"][0]
                     seen = read_digits([view(server.url, c["image"]) for c in req["candidates"]])
                     tiles = page.locator(TILES)
