@@ -3,11 +3,13 @@
 Starts a ComfyUI server with the pack and opens the pinned frontend in Chromium.
 
     .host/venv/bin/python scripts/build_workflow.py digits
-        Build workflows/papa_digits_demo.json (+ .jpg thumbnail) from an API-format graph: the
-        frontend's own app.loadApiJson, arranged, with a Note node holding the instructions.
+        Build workflows/papa_digits_demo.json from an API-format graph: the frontend's own
+        app.loadApiJson, arranged, with a Note node holding the instructions.
     .host/venv/bin/python scripts/build_workflow.py resave papa_loop_sd15 epapa_loop_sdxl
         Load each workflows/<name>.json with app.loadGraphData and write back what the frontend
-        saves for it (thumbnail untouched): after a frontend update, or to repair a file.
+        saves for it: after a frontend update, or to repair a file.
+
+The thumbnails (workflows/<name>.jpg) are drawn by scripts/make_thumbnails.py, never here.
 
 The file is what the frontend's "Save" writes: JSON.stringify of app.graph.serialize() (the
 workflow store keeps clone(app.graph.serialize()) and saves JSON.stringify of it). The JSON
@@ -32,19 +34,21 @@ sys.path.insert(0, str(REPO / "tests"))
 
 DIGITS_NOTE = """PAPA digits demo: teach the model which digits you like.
 
-1. Queue (Ctrl+Enter). The Candidate Sampler draws 10 digits from the current model.
-2. The picker panel opens: click a digit to cycle like / dislike / skip (or keys 1-9 and 0,
-   L, D, S), then Submit (Enter).
-3. Fine-tune trains the profile "digits-taste" on everything you labelled so far and the
-   KSampler below renders 8 digits with the personalised model.
-4. Queue again for the next round. Roll back or reset in the PAPA Profile node.
+1. Press Run (Ctrl+Enter). The model draws 10 digits and a panel opens over the page.
+2. Click a digit once to like it (green tick), twice to dislike it (red cross), three times to
+   skip it. Or press its number (1-9, 0 for the tenth), then L, D or S. Press Submit (Enter).
+3. The model learns from every digit you marked so far, in the profile "digits-taste".
+   PAPA Before / After then shows the same 8 digits drawn by the original model (top row)
+   and by your model (bottom row): the bottom row moves towards what you like.
+4. Run again for the next round: the new digits come from your model. To undo a round or
+   start over, use rollback_to_round or reset on the PAPA Profile node.
 
-Runs on the CPU with no download: the model (PAPA Digits Demo Loader) ships with the pack."""
+Everything runs on this computer's CPU; nothing to download."""
 
 
 def digits_graph() -> dict:
     return {
-        "1": {"class_type": "PAPADigitsDemoLoader", "inputs": {"batch_size": 8}},
+        "1": {"class_type": "PAPADigitsDemoLoader", "inputs": {"batch_size": 1}},
         "2": {
             "class_type": "PAPAProfile",
             "inputs": {"name": "digits-taste", "rollback_to_round": -1, "reset": False},
@@ -92,38 +96,55 @@ def digits_graph() -> dict:
                 "seed": 0,
             },
         },
+        # The demo model's own digits above the personalised model's, the same seeds each round
+        # (its seed control is "fixed", see FIXED_SEEDS): the artist sees the profile's effect.
         "8": {
-            "class_type": "KSampler",
+            "class_type": "PAPABeforeAfter",
             "inputs": {
-                "model": ["7", 0],
+                "base_model": ["1", 0],
+                "personalised_model": ["7", 0],
                 "positive": ["1", 2],
                 "negative": ["1", 2],
-                "latent_image": ["1", 3],
-                "seed": 1,
+                "latent": ["1", 3],
+                "vae": ["1", 1],
+                "count": 8,
+                "seed": 0,
                 "steps": 20,
                 "cfg": 1.0,
                 "sampler_name": "euler",
                 "scheduler": "normal",
-                "denoise": 1.0,
             },
         },
-        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 1]}},
-        "10": {"class_type": "PreviewImage", "inputs": {"images": ["9", 0]}},
     }
 
 
-GRAPHS = {"digits": ("papa_digits_demo", digits_graph, DIGITS_NOTE)}
+# Per node type, after the frontend built and arranged the graph: a size, and the value of a
+# seed's "control after generate" (the frontend gives every new seed "randomize").
+DIGITS_TWEAKS = {"PAPABeforeAfter": {"size": [560, 520], "seed_control": "fixed"}}
 
-BUILD_JS = """async ([api, note]) => {
+GRAPHS = {"digits": ("papa_digits_demo", digits_graph, DIGITS_NOTE, DIGITS_TWEAKS)}
+
+BUILD_JS = """async ([api, note, tweaks]) => {
   await window.app.loadApiJson(api, "workflow");
   const g = window.app.graph;
   g.arrange();
+  for (const node of g.nodes) {
+    const t = tweaks[node.type];
+    if (!t) continue;
+    if (t.size) node.setSize(t.size);
+    if (t.seed_control) {
+      const i = node.widgets.findIndex((w) => w.name === "seed");
+      const control = node.widgets[i + 1];
+      if (control?.name !== "control_after_generate") throw new Error(node.type + ": no control");
+      control.value = t.seed_control;
+    }
+  }
   const n = LiteGraph.createNode("Note");
-  n.pos = [20, -260]; n.size = [560, 240];
+  n.pos = [100, -250]; n.size = [600, 200];
   n.widgets[0].value = note;
   g.add(n);
-  window.app.canvas.ds.offset = [40, 300];
-  window.app.canvas.ds.scale = 0.7;
+  window.app.canvas.ds.offset = [60, 420];
+  window.app.canvas.ds.scale = 0.75;
   window.app.canvas.setDirty(true, true);
   return JSON.stringify(g.serialize());
 }"""
@@ -181,24 +202,16 @@ def main() -> None:
                         print(f"wrote workflows/{stem}.json")
                     browser.close()
                     return
-                stem, build, note = GRAPHS[mode]
-                text = page.evaluate(BUILD_JS, [build(), note])
-                page.wait_for_timeout(500)
-                shot = Path(tmp) / "thumb.png"
-                page.screenshot(path=str(shot))
+                stem, build, note, tweaks = GRAPHS[mode]
+                text = page.evaluate(BUILD_JS, [build(), note, tweaks])
                 # What the frontend saves once the file is opened again (DOM widgets sized,
                 # widget inputs listed): the file round-trips unchanged, as a template should.
                 text = page.evaluate(RESAVE_JS, json.loads(text))
                 browser.close()
         finally:
             server.stop()
-        from PIL import Image
-
-        Image.open(shot).convert("RGB").resize((700, 450)).save(
-            REPO / "workflows" / f"{stem}.jpg", quality=80
-        )
     write_workflow(stem, text)
-    print(f"wrote workflows/{stem}.json and .jpg")
+    print(f"wrote workflows/{stem}.json (thumbnails: scripts/make_thumbnails.py)")
 
 
 if __name__ == "__main__":

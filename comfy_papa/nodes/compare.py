@@ -8,6 +8,7 @@ from ..host.sampling import sample_seeds, seed_run
 from .types import CATEGORY
 
 GAP = 4  # pixels of mid-gray between the two rows and between the pictures
+SHOWN_MIN = 128  # pictures smaller than this are shown enlarged on the node (see shown)
 
 
 def grid(rows: list[torch.Tensor]) -> torch.Tensor:
@@ -19,6 +20,16 @@ def grid(rows: list[torch.Tensor]) -> torch.Tensor:
             y, x = r * (h + GAP), i * (w + GAP)
             out[0, y : y + h, x : x + w] = images[i, ..., :c].float().cpu()
     return out
+
+
+def shown(image: torch.Tensor, tile: int) -> torch.Tensor:
+    """The grid as the node shows it: enlarged pixel-sharp by a whole factor when its pictures
+    are under SHOWN_MIN pixels high. The canvas draws a node's picture at most at its own size,
+    so the digits demo's 32 px digits would be specks; the IMAGE output keeps its size."""
+    factor = -(-SHOWN_MIN // tile)
+    if factor <= 1:
+        return image
+    return image.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
 
 
 class BeforeAfter(io.ComfyNode):
@@ -108,4 +119,5 @@ class BeforeAfter(io.ComfyNode):
             )
             rows.append(vae.decode(samples))
         image = grid(rows)
-        return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))
+        preview = shown(image, rows[0].shape[1])
+        return io.NodeOutput(image, ui=ui.PreviewImage(preview, cls=cls))

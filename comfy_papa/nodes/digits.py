@@ -32,7 +32,9 @@ class DigitsDemoLoader(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Model.Output("MODEL", tooltip="The digits diffusion model (epsilon, DDPM)."),
+                io.Model.Output(
+                    "MODEL", tooltip="The digits diffusion model (v-prediction, DDPM schedule)."
+                ),
                 io.Vae.Output("VAE", tooltip="Pixel-space VAE: latent [-1, 1] <-> IMAGE [0, 1]."),
                 io.Conditioning.Output(
                     "CONDITIONING",

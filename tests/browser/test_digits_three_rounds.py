@@ -2,8 +2,9 @@
 
 Opened from the template browser, every seed's control on "randomize", the profile named, then
 three times: Run (Ctrl+Enter), label the candidates with the mouse and the keys, Submit (Enter),
-wait for the round to train and the personalised model's digits to show. No alert, no error toast
-or dialog, no page error, every run succeeds; screenshots of each round in tests/artifacts/.
+wait for the round to train and the PAPA Before / After grid (the same seeds from the demo model
+and from the personalised one) to show on its node. No alert, no error toast or dialog, no page
+error, every run succeeds; screenshots of each round in tests/artifacts/.
 """
 
 import io
@@ -63,16 +64,22 @@ SET_WIDGETS = """(values) => {
   app.graph.setDirtyCanvas(true, true);
 }"""
 FAST = {
-    "PAPADigitsDemoLoader": {"batch_size": 4},
     "PAPACandidateSampler": {"steps": 8},
     "PAPAFineTune": {"steps": 4},
-    "KSampler": {"steps": 8},
+    "PAPABeforeAfter": {"steps": 8, "count": 4},
 }
-SHOW_PREVIEW = """() => {
-  const preview = app.graph.nodes.find((n) => n.type === "PreviewImage");
-  preview.setSize([420, 480]); // the template's node is small: make the digits readable
+BEFORE_AFTER = "PAPABeforeAfter"
+# The grid on the Before / After node, once its image has loaded: its natural size, or null.
+SHOWN_GRID = """() => {
+  const node = app.graph.nodes.find((n) => n.type === "PAPABeforeAfter");
+  const img = node.imgs?.[0];
+  return img && img.complete && img.naturalWidth > 0
+    ? { src: img.src, width: img.naturalWidth, height: img.naturalHeight } : null;
+}"""
+SHOW_GRID = """() => {
+  const node = app.graph.nodes.find((n) => n.type === "PAPABeforeAfter");
   app.canvas.ds.scale = 1;
-  app.canvas.centerOnNode(preview);
+  app.canvas.centerOnNode(node);
   app.canvas.setDirty(true, true);
 }"""
 PROBLEMS = """() => ({
@@ -124,26 +131,15 @@ def _wait_runs(url: str, profile: str, n: int, timeout: float) -> list[dict]:
     raise TimeoutError(f"run {n} for profile {profile} did not finish in {timeout:.0f} s")
 
 
-def _strip(pngs: list[bytes], scale: int = 4) -> Image.Image:
-    """The pictures side by side, enlarged pixel-sharp (the demo's digits are 32 px)."""
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
-    w, h = images[0].size
-    out = Image.new("RGB", (len(images) * (w + 2) - 2, h), (128, 128, 128))
-    for i, im in enumerate(images):
-        out.paste(im, (i * (w + 2), 0))
-    return out.resize((out.width * scale, out.height * scale), Image.NEAREST)
-
-
-def _save_preview(url: str, run: dict, path) -> None:
-    """The run's Preview Image (the personalised model's digits) as one enlarged strip."""
+def _grid(url: str, run: dict) -> tuple[str, Image.Image]:
+    """The run's Before / After grid (demo model above, personalised model below): its file
+    name and the picture."""
     nodes = run["prompt"][2]
-    node_id = next(k for k, n in nodes.items() if n["class_type"] == "PreviewImage")
-    pngs = []
-    for image in run["outputs"][node_id]["images"]:
-        r = requests.get(url + "/view", params=image, timeout=30)
-        r.raise_for_status()
-        pngs.append(r.content)
-    _strip(pngs).save(path)
+    node_id = next(k for k, n in nodes.items() if n["class_type"] == BEFORE_AFTER)
+    [image] = run["outputs"][node_id]["images"]
+    r = requests.get(url + "/view", params=image, timeout=30)
+    r.raise_for_status()
+    return image["filename"], Image.open(io.BytesIO(r.content)).convert("RGB")
 
 
 def _open_template(page) -> None:
@@ -173,9 +169,12 @@ def test_three_rounds_of_the_digits_template_with_randomized_seeds(server, brows
         page.wait_for_timeout(1000)
         start = len(log.errors)
         _open_template(page)
+        # As shipped, Before / After keeps its seed: the same digits before and after each round.
+        shipped = {s["node"]: s["control"] for s in page.evaluate(SEEDS)}
+        assert shipped[BEFORE_AFTER] == "fixed", shipped
         page.evaluate(RANDOMIZE)
         seeds = page.evaluate(SEEDS)
-        assert {s["node"] for s in seeds} == {"PAPACandidateSampler", "PAPAFineTune", "KSampler"}
+        assert {s["node"] for s in seeds} == {"PAPACandidateSampler", "PAPAFineTune", BEFORE_AFTER}
         assert all(s["control"] == "randomize" for s in seeds), seeds
         page.evaluate(SET_PROFILE, profile)
         # Fewer sampling and training steps than the template ships (the test's runtime on two
@@ -208,12 +207,25 @@ def test_three_rounds_of_the_digits_template_with_randomized_seeds(server, brows
             runs = _wait_runs(server.url, profile, k, timeout=600)
             trained_in = time.monotonic() - submitted
             assert [r["status"]["status_str"] for r in runs] == ["success"] * k, runs[-1]
-            # The personalised model's digits on the canvas (the template's Preview Image).
-            page.evaluate(SHOW_PREVIEW)
-            page.wait_for_timeout(1000)
+            print(f"round {k}: Submit to trained and Before / After drawn in {trained_in:.1f} s")
+            # This run's Before / After grid, shown 4x (128 px digits): two rows of `count`
+            # digits, 16 px apart, and it shows on its node on the canvas.
+            name, grid = _grid(server.url, runs[-1])
+            count = FAST[BEFORE_AFTER]["count"]
+            assert grid.size == (count * 144 - 16, 2 * 144 - 16), grid.size
+            before, after = grid.crop((0, 0, grid.width, 128)), grid.crop((0, 144, grid.width, 272))
+            assert before.tobytes() != after.tobytes(), "the trained model drew the same digits"
+            grid.save(artifacts / f"digits_round{k}_before_after.png")
+            page.evaluate(SHOW_GRID)
+            try:
+                page.wait_for_function(
+                    f"(name) => ({SHOWN_GRID})()?.src.includes(encodeURIComponent(name))",
+                    arg=name,
+                    timeout=30_000,
+                )
+            except Exception as e:
+                raise AssertionError(f"{name} not on the node: {page.evaluate(SHOWN_GRID)}") from e
             page.screenshot(path=str(artifacts / f"digits_round{k}_trained.png"))
-            print(f"round {k}: Submit to trained and previewed in {trained_in:.1f} s")
-            _save_preview(server.url, runs[-1], artifacts / f"digits_round{k}_output.png")
             problems = page.evaluate(PROBLEMS)
             assert problems == {"toasts": [], "dialogs": []}, problems
             used_seeds.append(

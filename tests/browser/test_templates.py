@@ -33,6 +33,32 @@ def test_the_template_browser_lists_every_workflow(server):
     assert sorted(listed[PACK]) == TEMPLATES
 
 
+def test_the_template_browser_shows_each_thumbnail_whole(server, browser, artifacts):
+    """Each card's thumbnail loads and is square: the browser's thumbnail box is square and fits
+    the picture inside it, so a square card fills it (scripts/make_thumbnails.py draws them)."""
+    page, _log = open_app(browser, server.url)
+    try:
+        page.locator(".comfy-menu-button-wrapper").click()
+        page.get_by_role("menuitem", name="Browse Templates").click()
+        page.get_by_role("button", name=PACK, exact=True).click()
+        sizes = {}
+        for stem in TEMPLATES:
+            img = page.locator(f"[data-testid=template-workflow-{stem}] img").first
+            img.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "(e) => e.complete && e.naturalWidth > 0", arg=img.element_handle()
+            )
+            sizes[stem] = img.evaluate("(e) => [e.naturalWidth, e.naturalHeight]")
+            box = img.bounding_box()
+            assert box["width"] >= 150 and abs(box["width"] - box["height"]) <= 2, (stem, box)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(artifacts / "template_browser.png"))
+        for stem, (w, h) in sizes.items():
+            assert w == h >= 256, (stem, w, h)
+    finally:
+        page.context.close()
+
+
 @pytest.mark.parametrize("stem", TEMPLATES)
 def test_template_opens_from_the_menu_without_alert_or_error(server, browser, artifacts, stem):
     wf = json.loads((REPO / "workflows" / f"{stem}.json").read_text())

@@ -6,11 +6,19 @@ from PIL import Image
 
 from harness.graph import Graph, run
 
+SHOWN = 4  # the node shows SIZE (32 px) pictures enlarged 4x, pixel-sharp, to 128 px
+
 
 def _grid(server, result, node_id="ba") -> np.ndarray:
+    """The grid the node shows, at the pictures' own size (every SHOWN x SHOWN block one pixel)."""
     info = result.outputs[node_id]["images"][0]
     path = server.base / "temp" / info["subfolder"] / info["filename"]
-    return np.asarray(Image.open(path)).astype(np.float32)
+    shown = np.asarray(Image.open(path)).astype(np.float32)
+    grid = shown[::SHOWN, ::SHOWN]
+    assert shown.shape[:2] == (grid.shape[0] * SHOWN, grid.shape[1] * SHOWN), shown.shape
+    enlarged = grid.repeat(SHOWN, axis=0).repeat(SHOWN, axis=1)
+    assert np.array_equal(shown, enlarged), "shown enlarged pixel-sharp (nearest neighbour)"
+    return grid
 
 
 def _before_after(checkpoint, profile, count=3, seed=5):

@@ -117,3 +117,28 @@ def test_sd15_loop_runs_on_the_tiny_checkpoint_answered_over_http(comfy, browser
     manifest = comfy.base / "models" / "papa_profiles" / name / "manifest.json"
     manifest = json.loads(manifest.read_text())
     assert manifest["round"] == 1, "the fine-tune committed round 1"
+
+
+def test_digits_template_shows_before_and_after_with_the_same_seeds():
+    """After each round the artist sees the demo model's digits above the personalised model's
+    for the same seeds: Before / After takes the loader's MODEL as the base, Fine-tune's MODEL as
+    the personalised one, and keeps its seed fixed from round to round."""
+    wf = json.loads((REPO / "workflows" / "papa_digits_demo.json").read_text())
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    links = {link[0]: link for link in wf["links"]}
+    [compare] = [n for n in nodes.values() if n["type"] == "PAPABeforeAfter"]
+
+    def source(name: str) -> tuple[str, int]:
+        [slot] = [i for i in compare["inputs"] if i["name"] == name]
+        _, src, src_slot, _, _, _ = links[slot["link"]]
+        return nodes[src]["type"], src_slot
+
+    assert source("base_model") == ("PAPADigitsDemoLoader", 0)
+    assert source("personalised_model") == ("PAPAFineTune", 0)
+    assert source("vae") == ("PAPADigitsDemoLoader", 1)
+    assert source("latent") == ("PAPADigitsDemoLoader", 3)
+    count, seed, control, steps, cfg, *_ = compare["widgets_values"]
+    assert (control, cfg) == ("fixed", 1.0)
+    assert 4 <= count <= 10
+    note = next(n for n in nodes.values() if n["type"] == "Note")["widgets_values"][0]
+    assert "Before / After" in note
