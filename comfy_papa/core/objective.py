@@ -46,6 +46,11 @@ class PapaConfig:
     round, every labelled sample) terms then share their units, so at each timestep the optimum of
     like + similarity is a fixed blend of the liked sample and the base model's prediction, and
     the noisy timesteps that decide composition get as much attention as the clean ones.
+    snr_floor (weighting "snr" only): lambda_t = clamp(SNR_t, snr_floor, snr_gamma). Plain
+    min-SNR gives the noisiest timesteps an x0 weight of SNR_t (about 0.01 at t = 600 on a DDPM
+    schedule, 1e-4 at t = 900): the steps where a sample's identity is chosen barely learn. A floor
+    of 0.05 lets them learn (digits, {1,4,7,9}, 3 seeds: 0.55 -> 0.87 preferred after 50 labels);
+    higher floors pull every sample onto the easiest liked class (0.1: entropy 0.55).
     """
 
     c_pref: float = 0.1

@@ -47,7 +47,7 @@ class FinetuneSettings:
     c_pref: float = 1.0
     c_sim: float = 0.1
     dislike_weight: float = 1.0
-    dislike_cap: float = 2.0
+    dislike_cap: float = 1.5
     batch_size: int = 8
     timesteps_per_sample: int = 2
     seed: int = 0
@@ -61,7 +61,7 @@ class FinetuneSettings:
     balance: bool = True
     paired: bool = True
     dislike_from: float = 0.3
-    snr_floor: float = 0.0
+    snr_floor: float = 0.05
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:

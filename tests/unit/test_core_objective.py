@@ -323,3 +323,25 @@ def test_pairs_are_likes_times_dislikes_within_a_round():
     assert pair_likes_dislikes(labels) == [(0, 1), (0, 3), (4, 1), (4, 3)]
     rounds = torch.tensor([0, 0, 0, 1, 1])
     assert pair_likes_dislikes(labels, rounds) == [(0, 1), (4, 3)]
+
+
+def test_snr_floor_raises_the_weight_of_the_noisy_timesteps_only(sigmas):
+    """weighting "snr" with snr_floor f: coef = clamp(SNR_t, f, gamma) / M, so the noisy
+    timesteps (SNR_t < f) weigh f instead of almost nothing, and the rest are unchanged."""
+    x0, labels = torch.randn(6, 2, 2), torch.tensor([1.0, -1, 1, -1, 1, -1])
+    plain, floored = PapaConfig(weighting="snr"), PapaConfig(weighting="snr", snr_floor=0.05)
+    a = mc_timestep_batch(x0, None, labels, sigmas, "v", plain, torch.Generator().manual_seed(3))
+    b = mc_timestep_batch(x0, None, labels, sigmas, "v", floored, torch.Generator().manual_seed(3))
+    assert torch.equal(a["idx"], b["idx"])  # same draws
+    m = plain.timesteps_per_sample
+    noisy = a["snr"] < 0.05
+    assert bool(noisy.any()) and bool((~noisy).any())
+    torch.testing.assert_close(b["coef"][noisy], torch.full_like(b["coef"][noisy], 0.05 / m))
+    torch.testing.assert_close(b["coef"][~noisy], a["coef"][~noisy])
+
+
+def test_snr_floor_must_lie_between_zero_and_gamma():
+    with pytest.raises(ValueError, match="snr_floor"):
+        PapaConfig(weighting="snr", snr_floor=-0.1)
+    with pytest.raises(ValueError, match="snr_floor"):
+        PapaConfig(weighting="snr", snr_floor=6.0, snr_gamma=5.0)
