@@ -340,6 +340,17 @@ def test_snr_floor_raises_the_weight_of_the_noisy_timesteps_only(sigmas):
     torch.testing.assert_close(b["coef"][~noisy], a["coef"][~noisy])
 
 
+def test_snr_floor_is_not_applied_to_epsilon_models(sigmas):
+    """An epsilon model's x0 moves by sigma times its output: the floor is for v models only."""
+    x0, labels = torch.randn(6, 2, 2), torch.tensor([1.0, -1, 1, -1, 1, -1])
+    plain, floored = PapaConfig(weighting="snr"), PapaConfig(weighting="snr", snr_floor=0.05)
+    a = mc_timestep_batch(x0, None, labels, sigmas, "eps", plain, torch.Generator().manual_seed(3))
+    b = mc_timestep_batch(
+        x0, None, labels, sigmas, "eps", floored, torch.Generator().manual_seed(3)
+    )
+    torch.testing.assert_close(b["coef"], a["coef"])
+
+
 def test_snr_floor_must_lie_between_zero_and_gamma():
     with pytest.raises(ValueError, match="snr_floor"):
         PapaConfig(weighting="snr", snr_floor=-0.1)
