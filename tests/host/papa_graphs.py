@@ -1,12 +1,15 @@
 """Graph builders shared by the host tests: the PAPA round on the tiny SD1.5 checkpoint."""
 
 import json
+import uuid
 
 import torch
 
+from comfy_papa.profile.store import Profile
 from harness.finetune import finetune_node as finetune
-from harness.graph import Graph, run
+from harness.graph import Graph, queue, run, wait
 from harness.outputs import saved_latent, ui_text
+from harness.picker import answer, history, wait_pending
 
 SIZE = 32  # 4x4 latents: training rounds stay cheap on two CPU cores
 
@@ -67,6 +70,68 @@ def labelled_round(checkpoint: str, profile: str, labels: str, seed=0, count=Non
     fb = g.node("PAPALabels", metadata=cand[1], labels=labels, profile=prof[0])
     finetune_node(g, ckpt[0], fb[0], prof[0], **ft)
     return g
+
+
+# ---- one round labelled in the picker over HTTP, for the model-family loop tests -------------
+PICKER_LABELS = ["like", "dislike", "like", "dislike"]
+
+
+def picker_round(base, profile: str, method: str, cut: float, steps: int, timesteps: int) -> Graph:
+    """Profile -> Apply -> Candidate Sampler -> VAE Decode -> Picker -> Fine-tune, on the model
+    `base(g)` loads; the Fine-tune node carries its settings as its own inputs (an API prompt
+    written before PAPA Training Options)."""
+    g = Graph()
+    ckpt, pos, neg, empty = base(g)
+    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
+    applied = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
+    cand = sampler_node(g, applied[0], pos, neg, empty, count=len(PICKER_LABELS), steps=3)
+    dec = g.node("VAEDecode", samples=cand[0], vae=ckpt[2])
+    picked = g.node(
+        "PAPAPreferencePicker",
+        images=dec[0],
+        candidates=cand[1],
+        profile=prof[0],
+        timeout=600,
+        on_timeout="fail",
+    )
+    g.node(
+        "PAPAFineTune",
+        node_id="ft",
+        model=ckpt[0],
+        feedback=picked[0],
+        profile=prof[0],
+        method=method,
+        cut=cut,
+        steps=steps,
+        learning_rate=1e-2,
+        rank=4,
+        alpha=4.0,
+        c_pref=0.1,
+        c_sim=0.009,
+        batch_size=4,
+        timesteps_per_sample=timesteps,
+        seed=0,
+        gradient_checkpointing=False,
+    )
+    return g
+
+
+def answer_over_http(server, graph: Graph, profile: str, pending_timeout, timeout) -> Profile:
+    """Queue a `picker_round` graph, answer its picker with PICKER_LABELS over HTTP (as the
+    browser panel would) and wait for the round: the profile, checked to hold round 1 and the
+    labels."""
+    client = uuid.uuid4().hex
+    prompt_id = queue(server.url, graph, client)
+    req = wait_pending(server.url, client, timeout=pending_timeout)
+    r = answer(server.url, req["request_id"], PICKER_LABELS)
+    assert r.status_code == 200, r.text
+    result = wait(server.url, prompt_id, timeout=timeout)
+    assert result.ok, result.error()
+    assert "round 1" in ui_text(result, "ft")
+    assert [row["label"] for row in history(server.base, profile)] == [1.0, -1.0, 1.0, -1.0]
+    p = Profile.open(server.base / "models" / "papa_profiles", profile, create=False)
+    assert p.round == 1
+    return p
 
 
 # ---- comparisons after a trained round (any model family: `base(g)` builds its loader) ------

@@ -8,22 +8,24 @@ with a pooled vector, here without T5-XXL (which ComfyUI's SD3 loader makes opti
 """
 
 import math
-import uuid
 
 import pytest
 import torch
-from papa_graphs import STEPS, apply_core_base_latents, epapa_gate_diffs, export_lora
+from papa_graphs import (
+    STEPS,
+    answer_over_http,
+    apply_core_base_latents,
+    epapa_gate_diffs,
+    export_lora,
+    picker_round,
+)
 
-from comfy_papa.profile.store import Profile
 from harness.comfy_server import ComfyServer, make_base_directory
-from harness.graph import Graph, queue, wait
-from harness.outputs import ui_text
-from harness.picker import answer, history, wait_pending
+from harness.graph import Graph
 from harness.tiny_models import SD3_CHECKPOINT, ensure_tiny_sd3
 
 pytestmark = pytest.mark.slow
 SIZE = 32  # 4x4 latents, 2x2 patches
-LABELS = ["like", "dislike", "like", "dislike"]
 TIMEOUT = 1200
 SHIFT = 3.0  # comfy.supported_models.SD3.sampling_settings
 CUT = 0.4
@@ -45,69 +47,10 @@ def _base(g: Graph, prompt: str = "a red fox"):
     return ckpt, pos, neg, empty
 
 
-def _round(profile: str, method: str, seed: int = 0) -> Graph:
-    """Profile -> Apply -> Candidate Sampler -> VAE Decode -> Picker -> Fine-tune."""
-    g = Graph()
-    ckpt, pos, neg, empty = _base(g)
-    prof = g.node("PAPAProfile", name=profile, rollback_to_round=-1, reset=False)
-    applied = g.node("PAPAApplyProfile", model=ckpt[0], profile=prof[0], strength=1.0)
-    cand = g.node(
-        "PAPACandidateSampler",
-        model=applied[0],
-        positive=pos[0],
-        negative=neg[0],
-        latent=empty[0],
-        count=len(LABELS),
-        seed=seed,
-        steps=3,
-        cfg=1.0,
-        sampler_name="euler",
-        scheduler="normal",
-    )
-    dec = g.node("VAEDecode", samples=cand[0], vae=ckpt[2])
-    picked = g.node(
-        "PAPAPreferencePicker",
-        images=dec[0],
-        candidates=cand[1],
-        profile=prof[0],
-        timeout=600,
-        on_timeout="fail",
-    )
-    g.node(
-        "PAPAFineTune",
-        node_id="ft",
-        model=ckpt[0],
-        feedback=picked[0],
-        profile=prof[0],
-        method=method,
-        cut=CUT,
-        steps=6,
-        learning_rate=1e-2,
-        rank=4,
-        alpha=4.0,
-        c_pref=0.1,
-        c_sim=0.009,
-        batch_size=4,
-        timesteps_per_sample=2,
-        seed=0,
-        gradient_checkpointing=False,
-    )
-    return g
-
-
 def _train_and_export(server: ComfyServer, profile: str, method: str) -> str:
     """One round labelled over HTTP (as the browser panel would), then Export LoRA."""
-    client = uuid.uuid4().hex
-    prompt_id = queue(server.url, _round(profile, method), client)
-    req = wait_pending(server.url, client, timeout=TIMEOUT)
-    r = answer(server.url, req["request_id"], LABELS)
-    assert r.status_code == 200, r.text
-    result = wait(server.url, prompt_id, timeout=TIMEOUT)
-    assert result.ok, result.error()
-    assert "round 1" in ui_text(result, "ft")
-    assert [row["label"] for row in history(server.base, profile)] == [1.0, -1.0, 1.0, -1.0]
-    p = Profile.open(server.base / "models" / "papa_profiles", profile, create=False)
-    assert p.round == 1
+    graph = picker_round(_base, profile, method, cut=CUT, steps=6, timesteps=2)
+    p = answer_over_http(server, graph, profile, pending_timeout=TIMEOUT, timeout=TIMEOUT)
     state = p.load_round()
     # the candidates are 16-channel SD3 latents, retrained on with the prompt they were sampled
     # with: CLIP-L | CLIP-G padded to 4096 and the pooled 768 + 1280
