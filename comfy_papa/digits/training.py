@@ -3,8 +3,12 @@
 Torch only: `scripts/train_digits.py` trains the ComfyUI demo UNet with it and
 `scripts/train_digits_diffusers.py` a diffusers UNet2DModel, on the same data (`data.py`).
 
-Objective: Ho et al. 2020, eq. 14 (simple loss) ||eps - eps_theta(sqrt(abar_t) x0 +
-sqrt(1 - abar_t) eps, t)||^2 with t uniform in 0..T-1, weighted by
+Objectives (`--prediction`). v (the ComfyUI demo model): ||v - v_theta||^2 with
+v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 (Salimans & Ho 2022), weighted min(1, 6 / (1 + SNR_t)),
+i.e. the x0 error weighted 1 + SNR_t and capped at 6 on nearly clean inputs; no DC term (see
+`loss_weights`). eps (the diffusers twin): Ho et al. 2020, eq. 14 (simple loss)
+||eps - eps_theta(sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, t)||^2 with t uniform in 0..T-1,
+weighted by
     w_t = min(SNR_t, 5) / SNR_t * min(1 + sigma_t^2, 20),   sigma_t^2 = 1 / SNR_t.
 The first factor is Min-SNR-5 (Hang et al. 2023, eq. 8 for epsilon prediction): less weight on
 nearly clean inputs. The second is the v-prediction loss's weight in epsilon terms (Salimans & Ho
